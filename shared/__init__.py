@@ -1,0 +1,1 @@
+"""Framework-neutral code shared by training, services and bench."""
