@@ -1,0 +1,1 @@
+"""Benchmarks: the serving comparison run and micro-benchmarks of shared code."""
