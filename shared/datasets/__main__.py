@@ -1,0 +1,204 @@
+"""Command line: ``python -m shared.datasets {synth,inspect,acquire} ...`` (or versus-datasets).
+
+    synth dr --n 2000 --size 512 --out data/dr-synth      synthetic fundus set, Kaggle layout
+    synth bloodmnist --n 4000 --size 64 --out data/bloodmnist_64.npz
+    inspect PATH [--grid out.png] [--image-size 64]       counts per class/split + sample grid
+    acquire {dr,aptos,bloodmnist}                         print the real download commands
+
+Bad input prints one ``error: ...`` line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared import imaging
+
+from .registry import DATASETS, DatasetError
+
+ZENODO_RECORD = "https://zenodo.org/records/10519652"
+ACQUIRE = {
+    "dr": """\
+# Kaggle 2015 Diabetic Retinopathy Detection: 35,126 labelled fundus JPEGs (tens of GB).
+# Needs a Kaggle API token (~/.kaggle/kaggle.json) and the competition rules accepted at
+# https://www.kaggle.com/c/diabetic-retinopathy-detection/rules
+pip install kaggle
+kaggle competitions download -c diabetic-retinopathy-detection -p {out}
+cd {out} && unzip diabetic-retinopathy-detection.zip 'train.zip.*' trainLabels.csv.zip
+7z x train.zip.001        # multi-part archive -> train/*.jpeg (p7zip)
+unzip trainLabels.csv.zip # -> trainLabels.csv (image,level)
+cd - && python -m shared.datasets inspect {out}""",
+    "aptos": """\
+# APTOS 2019 Blindness Detection: 3,662 labelled fundus PNGs (~10 GB).
+# Needs a Kaggle API token (~/.kaggle/kaggle.json) and the competition rules accepted at
+# https://www.kaggle.com/c/aptos2019-blindness-detection/rules
+pip install kaggle
+kaggle competitions download -c aptos2019-blindness-detection -p {out}
+unzip {out}/aptos2019-blindness-detection.zip -d {out}   # -> train.csv, train_images/*.png
+python -m shared.datasets inspect {out}""",
+    "bloodmnist": """\
+# MedMNIST BloodMNIST (17,092 images, 8 classes, official splits; CC BY 4.0), Zenodo record
+# {record} -- fetch the sizes you need (bloodmnist.npz is 28 px).
+mkdir -p {out}
+"""
+    + "\n".join(
+        f'curl -L --fail -o {{out}}/{name} "{{record}}/files/{name}?download=1"'
+        for name in (
+            "bloodmnist.npz",
+            "bloodmnist_64.npz",
+            "bloodmnist_128.npz",
+            "bloodmnist_224.npz",
+        )
+    )
+    + "\npython -m shared.datasets inspect {out}",
+}
+DEFAULT_ACQUIRE_DIRS = {"dr": "data/dr", "aptos": "data/aptos", "bloodmnist": "data/bloodmnist"}
+
+
+def _balance(text: str) -> tuple[float, ...] | None:
+    """--balance: 'kaggle' (generator default), 'uniform', or five comma-separated weights."""
+    if text == "kaggle":
+        return None
+    if text == "uniform":
+        return (0.2,) * 5
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != 5 or min(weights) < 0 or sum(weights) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: want 'kaggle', 'uniform' or 5 non-negative weights like 1,1,1,1,1"
+        )
+    return tuple(w / sum(weights) for w in weights)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.datasets",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    synth = commands.add_parser("synth", help="write a synthetic dataset")
+    kinds = synth.add_subparsers(dest="dataset", required=True)
+    sdr = kinds.add_parser("dr", help="synthetic fundus photos in the Kaggle 2015 layout")
+    sdr.add_argument("--n", type=int, default=2000, help="images, two per patient (default: 2000)")
+    sdr.add_argument("--size", type=int, default=512, help="short side in px (default: 512)")
+    sdr.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/dr-synth"),
+        help="output directory (default: data/dr-synth)",
+    )
+    sdr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sdr.add_argument(
+        "--balance",
+        type=_balance,
+        default="kaggle",
+        help="grade mix: kaggle, uniform or 5 weights (default: kaggle)",
+    )
+    sdr.add_argument(
+        "--workers", type=int, default=1, help="render processes; output is identical (default: 1)"
+    )
+    sbl = kinds.add_parser("bloodmnist", help="synthetic blood cells in the MedMNIST .npz layout")
+    sbl.add_argument("--n", type=int, default=4000, help="images over all splits (default: 4000)")
+    sbl.add_argument("--size", type=int, default=64, help="image side in px (default: 64)")
+    sbl.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/bloodmnist_64.npz"),
+        help="output .npz (default: data/bloodmnist_64.npz)",
+    )
+    sbl.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+    ins = commands.add_parser("inspect", help="counts per class and split, sample grid PNG")
+    ins.add_argument("path", type=Path, help="dataset file or directory")
+    ins.add_argument(
+        "--grid",
+        type=Path,
+        default=None,
+        help="write a labelled sample grid PNG here (default: none)",
+    )
+    ins.add_argument(
+        "--image-size", type=int, default=64, help="grid cell size in px (default: 64)"
+    )
+    ins.add_argument("--per-class", type=int, default=4, help="grid samples per class (default: 4)")
+    ins.add_argument(
+        "--dataset",
+        choices=sorted(DATASETS),
+        default=None,
+        help="dataset name (default: detected from the files)",
+    )
+    ins.add_argument(
+        "--split-seed", type=int, default=0, help="seed for a DR split not yet written (default: 0)"
+    )
+
+    acq = commands.add_parser("acquire", help="print the commands that download a real dataset")
+    acq.add_argument("dataset", choices=sorted(ACQUIRE), help="which dataset")
+    acq.add_argument(
+        "--out",
+        default=None,
+        help="target directory (default: data/dr, data/aptos or data/bloodmnist)",
+    )
+    return parser
+
+
+def _synth(args: argparse.Namespace) -> str:
+    if args.dataset == "dr":
+        from . import synth_dr
+
+        kwargs = {} if args.balance is None else {"class_balance": args.balance}
+        out = synth_dr.generate_dr(
+            args.out, args.n, size=args.size, seed=args.seed, workers=args.workers, **kwargs
+        )
+    else:
+        from . import synth_blood
+
+        out = synth_blood.generate_bloodmnist(args.out, args.n, size=args.size, seed=args.seed)
+    return f"wrote {out}\ninspect it: python -m shared.datasets inspect {out} --grid grid.png"
+
+
+def _inspect(args: argparse.Namespace) -> str:
+    from .inspect import inspect_dataset
+
+    for flag in ("image_size", "per_class"):
+        if getattr(args, flag) < 1:
+            raise DatasetError(f"--{flag.replace('_', '-')} must be >= 1")
+    return inspect_dataset(
+        args.path,
+        name=args.dataset,
+        grid=args.grid,
+        image_size=args.image_size,
+        per_class=args.per_class,
+        split_seed=args.split_seed,
+    )
+
+
+def _acquire(args: argparse.Namespace) -> str:
+    out = args.out or DEFAULT_ACQUIRE_DIRS[args.dataset]
+    return ACQUIRE[args.dataset].format(out=out, record=ZENODO_RECORD)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input or usage)."""
+    try:
+        args = get_args_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    handlers = {"synth": _synth, "inspect": _inspect, "acquire": _acquire}
+    try:
+        print(handlers[args.command](args))
+    except (DatasetError, imaging.ImageError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
