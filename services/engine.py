@@ -1,0 +1,251 @@
+"""The model a worker serves: manifest, predictor, batcher, readiness, and the request path.
+
+Every route goes through :class:`InferenceEngine`, so the web form, the JSON API and the Open
+Inference Protocol share one pipeline and one set of timings:
+
+    decode (bytes -> RGB image)  ->  preprocess (square crop + resize + normalise)
+    -> queue (waiting for a batch) -> compute (the batch's predict) -> postprocess (labels)
+
+Decoding and preprocessing run on the request's own thread (gunicorn's gthread pool), so
+they overlap with the batcher thread's inference; the shared ``shared.imaging`` functions are
+exactly what training used.
+
+Lifecycle: ``LOADING`` until :meth:`InferenceEngine.start` has loaded the predictor, run its
+warm-up and started the batcher (``READY``); ``DRAINING`` after :meth:`shutdown`. Only
+``READY`` accepts inference; /readyz reports it.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from services.batching import DynamicBatcher, RowResult
+from services.metrics import ServiceMetrics
+from services.predictors import Predictor, load_predictor
+from services.settings import ServiceSettings
+from shared.imaging import PreprocessSpec, decode_image, normalize, to_square_uint8
+from shared.manifest import Manifest, ManifestError, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    DRAINING = "draining"
+
+
+class NotReady(RuntimeError):
+    """The model is still loading/warming up, or the worker is draining."""
+
+
+class TooManyImages(ValueError):
+    """One request carries more images than the batch queue can ever hold."""
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage of one request (summed over its images for decode and
+    preprocess; the slowest image for queue and compute)."""
+
+    decode: float = 0.0
+    preprocess: float = 0.0
+    queue: float = 0.0
+    compute: float = 0.0
+    postprocess: float = 0.0
+    total: float = 0.0
+
+    def stages(self) -> dict[str, float]:
+        """The five pipeline stages (no total), in seconds."""
+        return {k: v for k, v in vars(self).items() if k != "total"}
+
+    def as_ms(self) -> dict[str, float]:
+        """Every field in milliseconds, rounded to microseconds."""
+        return {k: round(v * 1e3, 3) for k, v in vars(self).items()}
+
+
+@dataclass
+class Prediction:
+    """One image's result."""
+
+    class_index: int
+    label: str
+    probabilities: np.ndarray
+    timings: Timings
+    image: Image.Image | None = field(default=None, repr=False)
+
+
+class InferenceEngine:
+    """Owns one model in one worker process."""
+
+    def __init__(self, settings: ServiceSettings, predictor: Predictor | None = None) -> None:
+        framework, model_dir = settings.require_model()
+        self.settings = settings
+        self.model_dir = model_dir
+        self.manifest: Manifest = predictor.manifest if predictor else read_manifest(model_dir)
+        if self.manifest.framework != framework:
+            raise ManifestError(
+                f"{model_dir} holds a {self.manifest.framework!r} model, not {framework!r}",
+                field="framework",
+            )
+        self.framework = framework
+        self.version = model_dir.name
+        self.spec = PreprocessSpec.from_manifest_input(self.manifest.input.to_dict())
+        self.metrics = ServiceMetrics(framework, self.manifest.dataset)
+        self.predictor = predictor
+        self.batcher: DynamicBatcher | None = None
+        self.state = State.LOADING
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def model_name(self) -> str:
+        """``<dataset>-<framework>``: unique when the four services sit behind one proxy."""
+        return f"{self.manifest.dataset}-{self.framework}"
+
+    @property
+    def framework_version(self) -> str:
+        return self.predictor.version if self.predictor else self.manifest.framework_version
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.READY
+
+    def model_json(self) -> dict[str, Any]:
+        """The ``model`` block of every prediction."""
+        return {
+            "name": self.model_name,
+            "dataset": self.manifest.dataset,
+            "framework": self.framework,
+            "framework_version": self.framework_version,
+            "version": self.version,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Load (unless a predictor was given), warm up every batch shape, start batching."""
+        started = time.perf_counter()
+        s = self.settings
+        if self.predictor is None:
+            self.predictor = load_predictor(
+                self.framework, self.model_dir, self.manifest, threads=s.threads
+            )
+        self._warm_up_pipeline()
+        self.predictor.warmup(s.max_batch_size)
+        self.batcher = DynamicBatcher(
+            self.predictor.predict,
+            max_batch_size=s.max_batch_size,
+            max_queue_delay_s=s.max_queue_delay_ms / 1e3,
+            queue_size=s.queue_size,
+            buckets=self.predictor.buckets_for(s.max_batch_size),
+            on_batch=self.metrics.batch_size.observe,
+            on_depth=self.metrics.queue_depth.set,
+        )
+        self.batcher.start()
+        seconds = time.perf_counter() - started
+        self.metrics.model_loaded(
+            version=self.version, framework_version=self.framework_version,
+            dataset=self.manifest.dataset, sha256=self.manifest.sha256, seconds=seconds,
+        )
+        self.state = State.READY
+        log.info("%s version %s ready in %.1f s (%s %s, %s threads)", self.model_name,
+                 self.version, seconds, self.framework, self.framework_version, s.threads)
+
+    def _warm_up_pipeline(self) -> None:
+        """Decode and preprocess a JPEG and a PNG once, so that no request pays for Pillow's
+        lazy initialisation (~100 ms on the first JPEG)."""
+        size = self.spec.size
+        for fmt in ("JPEG", "PNG"):
+            buffer = io.BytesIO()
+            Image.new("RGB", (2 * size, size)).save(buffer, format=fmt)
+            image = decode_image(buffer.getvalue(), target_size=size)
+            normalize(to_square_uint8(image, size), self.spec)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop taking requests and finish every queued image (SIGTERM drain)."""
+        self.state = State.DRAINING
+        if self.batcher is not None:
+            self.batcher.stop(timeout)
+
+    # ------------------------------------------------------------------ inference
+
+    def classify_images(self, items: Sequence[bytes], *, keep_image: bool = False
+                        ) -> list[Prediction]:
+        """Encoded images -> predictions (raises ImageError for bad input)."""
+        batcher = self._ready_batcher(len(items))
+        started = time.perf_counter()
+        timings = Timings()
+        size, limits = self.spec.size, self.settings.image_limits
+        rows = np.empty((len(items), size, size, 3), np.float32)
+        images = []
+        with batcher.expecting(len(items)) as submit:
+            for i, data in enumerate(items):
+                t0 = time.perf_counter()
+                image = decode_image(data, target_size=size, limits=limits)
+                t1 = time.perf_counter()
+                rows[i] = normalize(to_square_uint8(image, size), self.spec)
+                timings.decode += t1 - t0
+                timings.preprocess += time.perf_counter() - t1
+                images.append(image if keep_image else None)
+            futures = submit(rows)
+        return self._finish(futures, timings, started, images)
+
+    def classify_tensor(self, batch: np.ndarray) -> list[Prediction]:
+        """An already preprocessed (N, S, S, 3) float32 batch -> predictions."""
+        started = time.perf_counter()
+        futures = self._ready_batcher(len(batch)).submit(batch)
+        return self._finish(futures, Timings(), started, [None] * len(batch))
+
+    def require_ready(self) -> None:
+        """Raise :class:`NotReady` (503 + Retry-After) unless loaded, warm and not draining."""
+        if self.state is not State.READY or self.batcher is None:
+            raise NotReady(f"model {self.model_name} is {self.state.value}")
+
+    def _ready_batcher(self, n: int) -> DynamicBatcher:
+        """The batcher, if the model is ready and ``n`` images can ever fit its queue."""
+        self.require_ready()
+        assert self.batcher is not None
+        if not 1 <= n <= self.settings.queue_size:
+            raise TooManyImages(
+                f"a request takes 1 to {self.settings.queue_size} images, got {n}"
+            )
+        return self.batcher
+
+    def _finish(self, futures: list[Future[RowResult]], timings: Timings, started: float,
+                images: list[Image.Image | None]) -> list[Prediction]:
+        """Wait for the batcher, then label each row and record the stage metrics."""
+        results = [future.result() for future in futures]
+        t0 = time.perf_counter()
+        timings.queue = max(r.queue_s for r in results)
+        timings.compute = max(r.compute_s for r in results)
+        names = self.manifest.class_names
+        predictions = []
+        for result, image in zip(results, images, strict=True):
+            index = int(np.argmax(result.output))
+            predictions.append(Prediction(index, names[index], result.output, timings, image))
+        timings.postprocess = time.perf_counter() - t0
+        timings.total = time.perf_counter() - started
+        self.metrics.observe_stages(timings.stages())
+        return predictions
+
+    def prediction_json(self, prediction: Prediction) -> dict[str, Any]:
+        """The JSON body of POST /predict."""
+        probs = prediction.probabilities.tolist()
+        return {
+            "label": prediction.label,
+            "class_index": prediction.class_index,
+            "probabilities": dict(zip(self.manifest.class_names, probs, strict=True)),
+            "model": self.model_json(),
+            "timings_ms": prediction.timings.as_ms(),
+        }

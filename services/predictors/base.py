@@ -1,0 +1,106 @@
+"""The predictor contract: the only framework-specific code a service has.
+
+Like mlcommons/inference's ``backend.py``, one small base class declares everything a
+runtime must provide, and each framework file fills it in (~50 lines). Unlike it, the whole
+contract is declared here, nothing implied:
+
+- ``framework``      class attribute, the registry name and ``manifest.framework``;
+- ``version``        the framework's version string (reported by /model, /v2, metrics);
+- ``batch_buckets``  batch sizes the runtime is compiled for, or None when any batch size
+                     runs without recompiling; the batcher pads batches up to a bucket;
+- ``threads``        intra-op threads for the runtime's math pool (None: its default);
+- ``load(path)``     read the sha256-verified native file (called by ``__init__``);
+- ``logits(batch)``  float32 NHWC (N, S, S, 3) -> (N, C) logits, the one hot path;
+- ``predict(batch)`` probabilities: softmax (multiclass) or sigmoid (multilabel) in numpy,
+                     shared so that every runtime applies exactly the same activation;
+- ``warmup(max_batch_size)`` runs every batch shape serving will use (compiling jit
+                     runtimes' buckets), so that no request ever pays for a compile.
+
+A predictor is built in the worker process after gunicorn forks (no runtime is fork-safe)
+and is only called from the batcher thread (plus warm-up, before serving).
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from shared.manifest import Manifest, ManifestError, verify_model_file
+from training.models import StageSizes, parse_stage_sizes
+
+
+class Predictor(abc.ABC):
+    """Loads one model artifact and maps preprocessed batches to class probabilities."""
+
+    framework: ClassVar[str]
+    batch_buckets: ClassVar[tuple[int, ...] | None] = None
+
+    def __init__(self, model_dir: Path, manifest: Manifest, *, threads: int | None = None) -> None:
+        """Verify the artifact (framework, size, sha256: a mismatch is refused) and load it."""
+        if manifest.framework != self.framework:
+            raise ManifestError(
+                f"{self.framework} predictor cannot serve a {manifest.framework!r} model",
+                field="framework", path=Path(model_dir) / "manifest.json",
+            )
+        self.model_dir = Path(model_dir)
+        self.manifest = manifest
+        self.threads = threads
+        self.load(verify_model_file(self.model_dir, manifest))
+
+    # ------------------------------------------------------------------ to implement
+
+    @property
+    @abc.abstractmethod
+    def version(self) -> str:
+        """Version of the framework running the model."""
+
+    @abc.abstractmethod
+    def load(self, path: Path) -> None:
+        """Apply ``self.threads``, read the native model file at ``path``, keep it ready."""
+
+    @abc.abstractmethod
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) float32 NHWC -> (N, C) logits as a numpy array."""
+
+    # ------------------------------------------------------------------ shared
+
+    @property
+    def image_size(self) -> int:
+        """Square input side in pixels (``manifest.input.size``)."""
+        return self.manifest.input.size
+
+    @property
+    def stage_sizes(self) -> StageSizes:
+        """ResNet blocks per stage, from ``manifest.architecture`` (stage_sizes, else name)."""
+        arch = self.manifest.architecture
+        return parse_stage_sizes(arch.get("stage_sizes", arch["name"]))
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) float32 -> (N, C) float32 probabilities."""
+        z = np.asarray(self.logits(batch), dtype=np.float64)
+        if self.manifest.task == "multilabel":
+            return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def buckets_for(self, max_batch_size: int) -> tuple[int, ...] | None:
+        """The buckets serving up to ``max_batch_size`` needs: those below it plus the first
+        that holds it (None when the runtime takes any batch size)."""
+        if self.batch_buckets is None:
+            return None
+        covering = [b for b in self.batch_buckets if b >= max_batch_size]
+        if not covering:
+            raise ValueError(
+                f"{self.framework}: max batch size {max_batch_size} exceeds the largest "
+                f"batch bucket {max(self.batch_buckets)}"
+            )
+        return tuple(b for b in self.batch_buckets if b < max_batch_size) + (covering[0],)
+
+    def warmup(self, max_batch_size: int) -> None:
+        """Run every batch shape serving will use: each bucket, or sizes 1 and the maximum."""
+        sizes = self.buckets_for(max_batch_size) or sorted({1, max_batch_size})
+        for n in sizes:
+            self.predict(np.zeros((n, self.image_size, self.image_size, 3), np.float32))

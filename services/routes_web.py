@@ -1,0 +1,78 @@
+"""The upload form and ``POST /predict``, one route for browsers and API clients.
+
+The image arrives as multipart field ``image`` (the form, ``curl -F image=@x.jpg``) or as the
+raw body with an ``image/*`` or ``application/octet-stream`` Content-Type
+(``curl --data-binary @x.jpg -H 'Content-Type: image/jpeg'``). The answer is an HTML result
+page when the client prefers HTML (a browser's form post) and JSON otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from PIL import Image
+
+from services.errors import ApiError, wants_html
+
+bp = Blueprint("web", __name__)
+
+FIELD = "image"
+RAW_TYPES = ("application/octet-stream",)
+THUMBNAIL_PX = 320
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("index.html", engine=current_app.extensions["versus"])
+
+
+@bp.post("/predict")
+def predict() -> Response | str:
+    engine = current_app.extensions["versus"]
+    html = wants_html()
+    (prediction,) = engine.classify_images([read_upload()], keep_image=html)
+    if not html:
+        return jsonify(engine.prediction_json(prediction))
+    return render_template(
+        "result.html",
+        engine=engine,
+        prediction=prediction,
+        result=engine.prediction_json(prediction),
+        thumbnail=thumbnail_data_uri(prediction.image),
+    )
+
+
+def read_upload() -> bytes:
+    """The uploaded image's bytes, or a 400/415 naming what was wrong with the request."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        upload = request.files.get(FIELD)
+        if upload is None or not upload.filename:
+            raise ApiError(400, f"no file: send the image in multipart field {FIELD!r}",
+                           reason="no_file")
+        data = upload.read()
+        if not data:
+            raise ApiError(400, f"the uploaded file {upload.filename!r} is empty",
+                           reason="empty_file")
+        return data
+    if mimetype.startswith("image/") or mimetype in RAW_TYPES:
+        return request.get_data(cache=False)
+    raise ApiError(
+        415,
+        f"Content-Type {mimetype or '(none)'} is not accepted: send multipart/form-data "
+        f"with field {FIELD!r}, or the image itself as image/* or application/octet-stream",
+        reason="unsupported_media_type",
+    )
+
+
+def thumbnail_data_uri(image: Image.Image | None) -> str | None:
+    """A small JPEG of the upload as a ``data:`` URI (never the original: it may be 20 MB)."""
+    if image is None:
+        return None
+    thumb = image.copy()
+    thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,113 @@
+"""The upload form in a real headless Chromium against a real service: label-driven upload,
+the result page (thumbnail, every class with its bar, latency), a phone-sized viewport with
+no sideways scrolling, no CSP violations, and the HTML error page.
+
+Skips when Debian's ``chromium`` / ``chromedriver`` are not installed. Selenium is given the
+driver path explicitly, so Selenium Manager never tries to download anything.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+CLASSES = ["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]
+PHONE = (390, 844)
+
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("chromium and chromedriver not found on PATH (apt-get install chromium "
+                "chromium-driver)", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(serve):
+    server = serve("onnx")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def runtime() -> str:
+    return "onnx"
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}",
+                 f"--window-size={PHONE[0]},{PHONE[1]}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def no_sideways_scroll(driver) -> bool:
+    return driver.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def severe_console_messages(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_upload_form_to_result_page(server, browser, make_image, expected, tmp_path) -> None:
+    data = make_image(31, size=(640, 480), fmt="JPEG")
+    path = tmp_path / "fundus.jpg"
+    path.write_bytes(data)
+    browser.get(server.url("/"))
+    assert "Classify an image" in browser.title
+    assert no_sideways_scroll(browser)
+    label = browser.find_element(By.CSS_SELECTOR, "label[for=image]")
+    field = browser.find_element(By.ID, label.get_attribute("for"))
+    assert field.get_attribute("type") == "file" and field.get_attribute("required") is not None
+    field.send_keys(str(path))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "meter")))
+
+    want = CLASSES[int(np.argmax(expected(data)))]
+    assert browser.find_element(By.CSS_SELECTOR, "h1 .label").text == want
+    image = browser.find_element(By.CSS_SELECTOR, "figure img")
+    assert image.get_attribute("src").startswith("data:image/jpeg;base64,")
+    assert image.get_attribute("alt")
+    assert browser.execute_script("return arguments[0].naturalWidth", image) > 0  # decoded
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.probs tbody th")
+    assert [r.text for r in rows] == CLASSES
+    meters = browser.find_elements(By.CSS_SELECTOR, "table.probs meter")
+    values = [float(m.get_attribute("value")) for m in meters]
+    assert len(values) == len(CLASSES) and abs(sum(values) - 1) < 1e-3
+    assert all(m.get_attribute("aria-label") for m in meters)
+    assert "total" in browser.find_element(By.CSS_SELECTOR, "table.timings").text
+    assert no_sideways_scroll(browser)
+    assert severe_console_messages(browser) == []  # CSP allows everything the page uses
+
+
+def test_form_error_page(server, browser) -> None:
+    browser.get(server.url("/"))
+    field = browser.find_element(By.ID, "image")
+    browser.execute_script("arguments[0].removeAttribute('required')", field)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    alert = WebDriverWait(browser, 30).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "[role=alert]")))
+    assert "no file" in alert.text and "Error 400" in browser.title
+    browser.find_element(By.LINK_TEXT, "Back to the upload form").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "image")))

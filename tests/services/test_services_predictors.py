@@ -1,0 +1,100 @@
+"""The four predictors against the declared contract, on the tiny real models: probabilities
+of the right shape, the same answers from every runtime (one set of weights), answers that
+do not depend on batch composition or padding, refused artifacts, and JAX compiling only at
+warm-up."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.predictors import PREDICTORS, Predictor, load_predictor, predictor_class
+from shared.manifest import ManifestError, read_manifest
+
+RUNTIMES = tuple(PREDICTORS)
+
+
+def batch(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, size, size, 3)).astype(np.float32)
+
+
+def test_predictor_declares_the_contract(runtime: str, predictor: Predictor) -> None:
+    assert predictor.framework == runtime
+    assert isinstance(predictor.version, str) and predictor.version[0].isdigit()
+    assert predictor.threads == 1
+    assert predictor.image_size == 32 and predictor.stage_sizes == (1, 1, 1, 1)
+    probs = predictor.predict(batch(3))
+    assert probs.shape == (3, 5) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (predictor.batch_buckets is not None) == (runtime == "jax")
+
+
+def test_answers_do_not_depend_on_batch_composition(predictor: Predictor) -> None:
+    images = batch(5, seed=1)
+    together = predictor.predict(images)
+    alone = np.concatenate([predictor.predict(images[i:i + 1]) for i in range(5)])
+    padded = predictor.predict(np.concatenate([images[:3], np.zeros_like(images[:5])]))[:3]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    np.testing.assert_allclose(padded, together[:3], atol=1e-5)
+
+
+def test_every_runtime_gives_the_same_probabilities(all_predictors: dict[str, Predictor]
+                                                    ) -> None:
+    predictors = all_predictors
+    images = batch(4, seed=2)
+    reference = predictors["torch"].predict(images)
+    for runtime in RUNTIMES[1:]:
+        np.testing.assert_allclose(predictors[runtime].predict(images), reference, atol=1e-4,
+                                   err_msg=f"{runtime} disagrees with torch")
+
+
+def test_a_model_file_that_does_not_match_its_sha256_is_refused(
+    runtime: str, model_dirs, tmp_path: Path
+) -> None:
+    model_dir = shutil.copytree(model_dirs(runtime), tmp_path / "1")
+    manifest = read_manifest(model_dir)
+    native = model_dir / manifest.file_name
+    data = bytearray(native.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different content
+    native.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="sha256 mismatch"):
+        load_predictor(runtime, model_dir)
+
+
+def test_a_model_of_another_framework_is_refused(model_dirs) -> None:
+    with pytest.raises(ManifestError, match="cannot serve a 'onnx' model"):
+        load_predictor("torch", model_dirs("onnx"))
+
+
+def test_unknown_framework_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="choose one of"):
+        predictor_class("mxnet")
+
+
+def test_buckets_for_covers_the_max_batch_size(predictor: Predictor) -> None:
+    if predictor.batch_buckets is None:
+        assert predictor.buckets_for(8) is None
+        return
+    assert predictor.buckets_for(8) == (1, 2, 4, 8)
+    assert predictor.buckets_for(6) == (1, 2, 4, 8)
+    with pytest.raises(ValueError, match="exceeds the largest batch bucket"):
+        predictor.buckets_for(10_000)
+
+
+@pytest.mark.parametrize("runtime", ["jax"])
+def test_jax_compiles_every_bucket_at_warmup_and_never_at_request_time(
+    predictor: Predictor, make_app, make_image
+) -> None:
+    client = make_app(MAX_BATCH_SIZE=8).test_client()  # warm-up ran in create_app
+    compiled = predictor.apply._cache_size()
+    assert compiled >= 4  # buckets 1, 2, 4, 8
+    for n in (1, 3, 5, 7, 8):
+        images = batch(n, seed=n).tolist()
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [n, 32, 32, 3],
+                            "data": images}]}
+        assert client.post("/v2/models/dr/infer", json=body).status_code == 200
+    assert client.post("/predict", data=make_image(1), content_type="image/png").status_code == 200
+    assert predictor.apply._cache_size() == compiled
