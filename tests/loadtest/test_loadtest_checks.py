@@ -1,0 +1,47 @@
+"""``loadtest/_checks.py``: which responses count as successful predictions."""
+
+from __future__ import annotations
+
+import pytest
+from _checks import ModelInfo, check_oip, check_predict
+
+CLASSES = ["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]
+MODEL = ModelInfo("onnx", "dr", tuple(CLASSES))
+
+
+def test_model_info_from_the_manifest() -> None:
+    manifest = {"framework": "onnx", "dataset": "dr", "class_names": CLASSES, "sha256": "x"}
+    assert ModelInfo.from_manifest(manifest, "onnx") == MODEL
+    assert MODEL.oip_name == "dr-onnx"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ([], "did not return a JSON object"),
+    ({"framework": "onnx", "dataset": "dr"}, "class_names"),
+    ({"framework": "torch", "dataset": "dr", "class_names": CLASSES},
+     "serves a 'torch' model, not 'onnx'"),
+])
+def test_model_info_refuses_a_wrong_manifest(body: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelInfo.from_manifest(body, "onnx")
+
+
+def test_check_predict() -> None:
+    good = {"label": "Mild", "class_index": 1, "model": {"framework": "onnx"}}
+    assert check_predict(good, MODEL) is None
+    assert check_predict(["Mild"], MODEL) == "the response is not a JSON object"
+    assert check_predict({"model": {"framework": "onnx"}}, MODEL) == "the response has no label"
+    assert "not among" in check_predict({**good, "label": "cat"}, MODEL)
+    assert "from the onnx model" in check_predict({**good, "model": {"framework": "jax"}}, MODEL)
+
+
+def test_check_oip() -> None:
+    good = {"model_name": "dr-onnx", "outputs": [
+        {"name": "probabilities", "datatype": "FP32", "shape": [1, 5], "data": [0.2] * 5},
+        {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["Severe"]}]}
+    assert check_oip(good, MODEL) is None
+    assert "model_name" in check_oip({**good, "model_name": "dr-jax"}, MODEL)
+    assert "no label output" in check_oip({**good, "outputs": good["outputs"][:1]}, MODEL)
+    assert "no label output" in check_oip({**good, "outputs": {"label": 1}}, MODEL)
+    bad_label = [{"name": "label", "data": ["Grade 9"]}]
+    assert "not among" in check_oip({**good, "outputs": bad_label}, MODEL)
