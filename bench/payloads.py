@@ -1,0 +1,70 @@
+"""The images every measurement uses: the load test's own payload pool.
+
+Locust's users, the open-loop generator and the in-process baseline must send/compute the
+*same* images, so the bench does not build its own pool: it loads ``loadtest/_payloads.py``
+with the same ``VERSUS_PAYLOAD_*`` settings it passes to Locust. (The locustfile helpers
+import each other as top-level modules, the way Locust loads them, so ``loadtest/`` goes on
+``sys.path`` for the import; they import only the standard library, numpy, Pillow and
+``shared``.)
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+LOADTEST = REPO / "loadtest"
+PROFILES = ("camera", "small")
+UPLOADS = ("multipart", "raw")
+
+
+@dataclass(frozen=True)
+class PayloadOptions:
+    """What ``--payload-*`` chose; becomes ``VERSUS_PAYLOAD_*`` for Locust."""
+
+    source: Path | None = None
+    profile: str = "camera"
+    size: int = 224
+    count: int = 16
+    seed: int = 0
+    upload: str = "multipart"
+
+    def env(self) -> dict[str, str]:
+        env = {"VERSUS_PAYLOAD_PROFILE": self.profile, "VERSUS_PAYLOAD_SIZE": str(self.size),
+               "VERSUS_PAYLOAD_COUNT": str(self.count), "VERSUS_PAYLOAD_SEED": str(self.seed),
+               "VERSUS_UPLOAD": self.upload}
+        if self.source is not None:
+            env["VERSUS_PAYLOAD_DIR"] = str(Path(self.source).resolve())
+        return env
+
+
+@dataclass(frozen=True)
+class Payloads:
+    """The loaded pool: encoded images and the request bodies the locustfile sends."""
+
+    images: tuple[bytes, ...]
+    requests: tuple[tuple[bytes, str], ...]
+    """(body, Content-Type) of ``POST /predict`` in the chosen upload mode."""
+    description: str
+
+
+def _loadtest_module(name: str) -> Any:
+    if str(LOADTEST) not in sys.path:
+        sys.path.insert(0, str(LOADTEST))
+    return __import__(name)
+
+
+def load_payloads(options: PayloadOptions) -> Payloads:
+    """Load (or, without a source, generate once) the pool the locustfile will use."""
+    config = _loadtest_module("_config")
+    pool_module = _loadtest_module("_payloads")
+    settings = config.PayloadSettings.from_env(options.env())
+    pool = pool_module.load_pool(settings)
+    return Payloads(
+        images=tuple(p.data for p in pool.payloads),
+        requests=tuple(p.upload(settings.upload) for p in pool.payloads),
+        description=pool.describe(),
+    )

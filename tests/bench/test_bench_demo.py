@@ -1,0 +1,284 @@
+"""bench.demo: phase commands per profile, idempotent data, Ctrl-C with process groups.
+
+Nothing here trains or serves: the phases' children are replaced by ``sh``/``sleep`` or by
+a stub that writes the file a phase would write.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import demo
+from bench.demo import (
+    PROFILES,
+    Demo,
+    Interrupted,
+    Layout,
+    PhaseFailed,
+    PhaseTime,
+    bench_command,
+    data_status,
+    phase_table,
+    run_child,
+    stop_child,
+    stop_signals_raise,
+    synth_params,
+    training_command,
+    write_stamp,
+)
+
+SH = "/bin/sh"
+
+
+def flag(command: list[str], name: str) -> str | None:
+    """The value after ``name`` in ``command`` (None when the flag is absent)."""
+    return command[command.index(name) + 1] if name in command else None
+
+
+def quiet(_text: str) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def test_demo_profile_trains_tiny_models_quickly(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "d", tmp_path / "m", tmp_path / "r")
+    command = training_command(PROFILES["demo"], layout, "3")
+    assert command[:3] == [sys.executable, "-m", "training"]
+    assert flag(command, "--framework") == "all" and flag(command, "--dataset") == "bloodmnist"
+    assert flag(command, "--data") == str(tmp_path / "d" / "bloodmnist_64.npz")
+    assert flag(command, "--image-size") == "64" and flag(command, "--stage-sizes") == "tiny"
+    assert int(flag(command, "--epochs") or 0) <= 3
+    assert flag(command, "--out") == str(tmp_path / "m") and flag(command, "--version") == "3"
+
+
+def test_full_profile_is_resnet50_at_224_px_with_default_epochs(tmp_path: Path) -> None:
+    profile = PROFILES["full"]
+    command = training_command(profile, Layout(tmp_path, tmp_path, tmp_path), "1")
+    assert flag(command, "--image-size") == "224" and flag(command, "--stage-sizes") == "3,4,6,3"
+    assert "--epochs" not in command and "--max-images" not in command
+    assert profile.n_images == 17_092  # as many images as the real BloodMNIST
+    assert flag(bench_command(profile, Layout(), "1", "x"), "--profile") == "full"
+
+
+def test_bench_serves_exactly_the_trained_version_with_dataset_payloads() -> None:
+    layout = Layout(Path("data"), Path("models"), Path("reports"))
+    command = bench_command(PROFILES["demo"], layout, "7", "demo-1")
+    assert command[:3] == [sys.executable, "-m", "bench"]
+    assert flag(command, "--profile") == "demo" and flag(command, "--version") == "7"
+    assert flag(command, "--models") == "models" and flag(command, "--out") == "reports"
+    assert flag(command, "--run-id") == "demo-1" and flag(command, "--dataset") == "bloodmnist"
+    assert flag(command, "--payload-dir") == str(Path("data/bloodmnist_64.npz"))
+    assert "--version" not in bench_command(PROFILES["demo"], layout, None, "demo-1")
+
+
+def test_bench_cli_dispatches_the_demo_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0
+    assert "--profile {demo,full}" in capsys.readouterr().out
+
+
+def test_next_version_follows_existing_models(tmp_path: Path) -> None:
+    assert demo.next_model_version(tmp_path) == "1"
+    (tmp_path / "bloodmnist" / "onnx" / "4").mkdir(parents=True)
+    assert demo.next_model_version(tmp_path) == "5"
+
+
+# ---------------------------------------------------------------------- data phase
+
+
+class FakeRuns:
+    """Stands in for ``Demo.run``: records commands, writes the --out file of synth."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[str]] = []
+
+    def __call__(self, name: str, command: list[str], stdout: object = None) -> int:
+        self.commands.append(command)
+        out = flag(command, "--out")
+        if name == "data" and out:
+            Path(out).write_bytes(f"images n={flag(command, '--n')}".encode())
+        return 0
+
+
+def make_demo(tmp_path: Path, profile: str = "demo") -> tuple[Demo, FakeRuns]:
+    runs = FakeRuns()
+    run = Demo(PROFILES[profile], Layout(tmp_path / "data", tmp_path / "m", tmp_path / "r"),
+               run_id="t", log=quiet)
+    run.run = runs  # type: ignore[method-assign]
+    return run, runs
+
+
+def test_data_is_generated_once_then_reused(tmp_path: Path) -> None:
+    first, runs = make_demo(tmp_path)
+    first.data()
+    target = tmp_path / "data" / "bloodmnist_64.npz"
+    assert len(runs.commands) == 1 and target.is_file()
+    assert data_status(target, synth_params(PROFILES["demo"])) == "current"
+    again, runs_again = make_demo(tmp_path)
+    again.data()
+    assert runs_again.commands == [] and "reused" in again.times[0].note
+
+
+def test_data_with_other_parameters_or_changed_bytes_is_regenerated(tmp_path: Path) -> None:
+    target = tmp_path / "bloodmnist_64.npz"
+    target.write_bytes(b"old images")
+    params = synth_params(PROFILES["demo"])
+    write_stamp(target, {**params, "n": 5})
+    assert data_status(target, params) == "stale"
+    write_stamp(target, params)
+    assert data_status(target, params) == "current"
+    target.write_bytes(b"new images")  # same size, other bytes
+    assert data_status(target, params) == "stale"
+    target.with_name(target.name + ".synth.json").write_text("{not json")
+    assert data_status(target, params) == "stale"
+    assert data_status(tmp_path / "absent.npz", params) == "missing"
+
+
+def test_a_file_without_stamp_is_used_and_never_overwritten(tmp_path: Path) -> None:
+    run, runs = make_demo(tmp_path)
+    target = tmp_path / "data" / "bloodmnist_64.npz"
+    target.parent.mkdir()
+    target.write_bytes(b"the real MedMNIST download")
+    run.data()
+    assert runs.commands == [] and target.read_bytes() == b"the real MedMNIST download"
+    assert "as found" in run.times[0].note
+
+
+def test_failed_generation_leaves_no_stamp(tmp_path: Path) -> None:
+    run, _ = make_demo(tmp_path)
+    run.run = lambda name, command, stdout=None: 1  # type: ignore[method-assign]
+    with pytest.raises(PhaseFailed) as exc:
+        run.data()
+    assert exc.value.returncode == 1
+    assert not list((tmp_path / "data").glob("*.synth.json"))
+
+
+# ---------------------------------------------------------------------- children and Ctrl-C
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (reparented and not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state == "Z"
+
+
+def _wait_for(path: Path, timeout_s: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+def _signal_self_when(path: Path, signum: int = signal.SIGINT) -> threading.Thread:
+    """Send ``signum`` to this process once the child has written ``path`` (by then the
+    demo's handlers are installed: the child is started inside them)."""
+    def fire() -> None:
+        _wait_for(path)
+        os.kill(os.getpid(), signum)
+
+    thread = threading.Thread(target=fire, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_stop_child_kills_the_whole_group_including_grandchildren(tmp_path: Path) -> None:
+    """SIGINT ends the shell; its background sleep (which ignores SIGINT, as background jobs
+    of a non-interactive shell do) is caught by the final SIGKILL of the group."""
+    pids = tmp_path / "pids"
+    process = subprocess.Popen([SH, "-c", f"sleep 60 & echo $! > {pids}; wait"],
+                               start_new_session=True)
+    grandchild = int(_wait_for(pids))
+    started = time.monotonic()
+    stop_child(process, grace_s=5.0, log=quiet)
+    assert process.returncode is not None and time.monotonic() - started < 5.0
+    deadline = time.monotonic() + 5.0
+    while not _gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(grandchild)
+
+
+def test_a_child_that_ignores_sigint_and_sigterm_is_killed(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    process = subprocess.Popen([SH, "-c", f"trap '' INT TERM; echo 1 > {ready}; sleep 60"],
+                               start_new_session=True)
+    _wait_for(ready)
+    stop_child(process, grace_s=0.2, log=quiet, term_grace_s=0.2)
+    assert process.returncode == -signal.SIGKILL
+
+
+def test_ctrl_c_during_a_phase_stops_the_child_and_reraises(tmp_path: Path) -> None:
+    ready, pids = tmp_path / "ready", tmp_path / "pids"
+    script = f"sleep 60 & echo $! > {pids}; echo 1 > {ready}; wait"
+    messages: list[str] = []
+    _signal_self_when(ready)
+    started = time.monotonic()
+    with stop_signals_raise(), pytest.raises(Interrupted) as exc:
+        run_child([SH, "-c", script], grace_s=5.0, log=messages.append)
+    assert exc.value.signum == signal.SIGINT and time.monotonic() - started < 8.0
+    assert any("SIGINT" in m for m in messages)
+    grandchild = int(pids.read_text())
+    deadline = time.monotonic() + 5.0
+    while not _gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(grandchild)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_main_exits_130_on_ctrl_c_and_still_prints_the_phase_times(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ready = tmp_path / "ready"
+    monkeypatch.setattr(demo, "synth_command",
+                        lambda profile, out: [SH, "-c", f"echo 1 > {ready}; sleep 60"])
+    _signal_self_when(ready)
+    status = demo.main(["--data", str(tmp_path / "d"), "--models", str(tmp_path / "m"),
+                        "--reports", str(tmp_path / "r")])
+    assert status == 130
+    out = capsys.readouterr().out
+    assert "Wall time:" in out and "data" in out and "total" in out
+    assert not (tmp_path / "m").exists()  # training never started
+
+
+def test_main_reports_a_failed_phase_with_its_exit_status(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "synth_command", lambda profile, out: [SH, "-c", "exit 3"])
+    assert demo.main(["--data", str(tmp_path / "d"), "--models", str(tmp_path / "m")]) == 3
+
+
+def test_sigterm_exits_with_128_plus_the_signal(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    ready = tmp_path / "ready"
+    monkeypatch.setattr(demo, "synth_command",
+                        lambda profile, out: [SH, "-c", f"echo 1 > {ready}; sleep 60"])
+    _signal_self_when(ready, signal.SIGTERM)
+    assert demo.main(["--data", str(tmp_path / "d"), "--models", str(tmp_path / "m")]) == 143
+
+
+# ---------------------------------------------------------------------- summary
+
+
+def test_phase_table_lists_every_phase_and_the_total() -> None:
+    text = phase_table([PhaseTime("data", 41.2, "generated data/x.npz"),
+                        PhaseTime("training", 300.0), PhaseTime("bench", 299.6)], 1200.0)
+    lines = text.splitlines()
+    assert lines[0] == "Wall time:"
+    assert lines[1].split()[:2] == ["data", "0:41"] and "generated" in lines[1]
+    assert lines[-1].split()[:2] == ["total", "10:41"] and "budget 20:00" in lines[-1]
