@@ -25,20 +25,22 @@ WSGI_APP = "services.wsgi:app"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    s, srv = ServiceSettings(), ServerSettings()
+    # Defaults come from the environment, so `VERSUS_WORKERS=4 python -m services ...` keeps
+    # its 4 instead of being overwritten by the flag's built-in default.
+    s, srv = ServiceSettings.from_env(), ServerSettings.from_env()
     p = argparse.ArgumentParser(prog="python -m services", description=__doc__.split("\n")[0])
     p.add_argument("--framework", required=True, choices=sorted(FRAMEWORK_PORTS),
                    help="runtime serving the model")
     p.add_argument("--model", required=True, type=Path,
                    help="artifact directory models/<dataset>/<framework>/<version>")
     p.add_argument("--host", default=srv.host, help=f"bind address (default: {srv.host})")
-    p.add_argument("--port", type=int,
+    p.add_argument("--port", type=int, default=os.environ.get(ENV_PREFIX + "PORT"),
                    help="port (default: torch 8001, tensorflow 8002, jax 8003, onnx 8004)")
     p.add_argument("--workers", type=int, default=srv.workers,
                    help=f"gunicorn worker processes, one model each (default: {srv.workers})")
     p.add_argument("--threads", type=int, default=srv.threads,
                    help=f"request threads per worker (default: {srv.threads})")
-    p.add_argument("--intra-op-threads", type=int,
+    p.add_argument("--intra-op-threads", type=int, default=s.intra_op_threads,
                    help="framework math threads per worker (default: cores // workers)")
     p.add_argument("--max-batch-size", type=int, default=s.max_batch_size,
                    help=f"dynamic batching: largest batch (default: {s.max_batch_size})")
@@ -80,7 +82,11 @@ def service_environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = get_args_parser().parse_args(argv)
+    try:
+        parser = get_args_parser()
+    except ValueError as exc:  # a malformed VERSUS_* variable
+        sys.exit(f"error: {exc}")
+    args = parser.parse_args(argv)
     env = service_environment(args)
     try:
         ServiceSettings.from_env(env)  # validate the combination before starting anything
