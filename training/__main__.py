@@ -1,0 +1,6 @@
+"""`python -m training ...`: see `training.cli`."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
