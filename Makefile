@@ -5,8 +5,10 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 DATA ?= data
+DEMO_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: demo test test-all lint sync clean
+.PHONY: demo bench test test-all lint sync clean
 
 ## sync: install uv if missing, then the exact locked environment (.venv)
 sync: .venv/.synced
@@ -16,12 +18,16 @@ sync: .venv/.synced
 	$(UV) sync --frozen
 	@touch $@
 
-## demo: the main job end to end on synthetic data (no GPU, no cloud)
+## demo: the main job end to end on synthetic data (no GPU, no cloud): synthetic data ->
+## train torch/tensorflow/jax + ONNX -> four services -> load sweep -> reports/<run-id>/index.html
+## (~10 min on 2 cores; DEMO_ARGS="--profile full" on a GPU host: ResNet-50, 224 px)
 demo: sync
-	$(RUN) python -m shared.datasets synth dr --n 400 --size 512 --out $(DATA)/dr-synth
-	$(RUN) python -m shared.datasets synth bloodmnist --n 4000 --size 64 --out $(DATA)/bloodmnist_64.npz
-	$(RUN) python -m shared.datasets inspect $(DATA)/dr-synth --grid $(DATA)/dr-synth-grid.png
-	$(RUN) python -m shared.datasets inspect $(DATA)/bloodmnist_64.npz --grid $(DATA)/bloodmnist-grid.png
+	$(RUN) python -m bench demo --data $(DATA) $(DEMO_ARGS)
+
+## bench: the serving comparison of the models under models/ (see python -m bench --help),
+## e.g. make bench BENCH_ARGS="--profile demo --dataset bloodmnist"
+bench: sync
+	$(RUN) python -m bench $(BENCH_ARGS)
 
 ## test: the default test suite (what CI runs)
 test: sync

@@ -296,6 +296,13 @@ def parity_table(results: Mapping[str, Any]) -> Table:
     return t
 
 
+def _load_average(values: Sequence[float] | None) -> str | None:
+    """'4.06, 3.62, 3.70 (1/5/15 min)' instead of the raw float list."""
+    if not values:
+        return None
+    return ", ".join(f"{v:.2f}" for v in values) + " (1/5/15 min)"
+
+
 def environment_table(results: Mapping[str, Any]) -> Table:
     env = results.get("environment") or {}
     git = env.get("git") or {}
@@ -307,7 +314,7 @@ def environment_table(results: Mapping[str, Any]) -> Table:
         ("CPU", env.get("cpu_model")),
         ("cores", f"{len(cores)} usable of {env.get('cpu_count')} ({cores})"),
         ("memory", fmt_number((env.get("memory_total_bytes") or 0) / 1e9, 1) + " GB"),
-        ("load average at start", env.get("load_average_at_start")),
+        ("load average at start", _load_average(env.get("load_average_at_start"))),
         ("threads", ", ".join(f"{k} {v}" for k, v in threads.items() if v is not None)),
         ("git", f"{git.get('commit') or '?'}{' (dirty)' if git.get('dirty') else ''}"),
         ("python", env.get("python")),

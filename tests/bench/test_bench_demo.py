@@ -242,6 +242,25 @@ def test_ctrl_c_during_a_phase_stops_the_child_and_reraises(tmp_path: Path) -> N
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
+def test_one_keypress_delivered_twice_still_lets_the_child_clean_up(tmp_path: Path) -> None:
+    """``uv run`` forwards the terminal's SIGINT to a child that already got it: the
+    duplicate must not cut the child's own cleanup short (a second *later* one would)."""
+    ready, cleaned = tmp_path / "ready", tmp_path / "cleaned"
+    script = (f"trap 'sleep 0.3; echo 1 > {cleaned}; exit 0' INT; echo 1 > {ready}; "
+              f"while :; do sleep 0.05; done")
+
+    def twice() -> None:
+        _wait_for(ready)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=twice, daemon=True).start()
+    with stop_signals_raise(), pytest.raises(Interrupted):
+        run_child([SH, "-c", script], grace_s=5.0, log=quiet)
+    assert cleaned.is_file()
+
+
 def test_main_exits_130_on_ctrl_c_and_still_prints_the_phase_times(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
