@@ -12,18 +12,17 @@ native file names per framework are in :data:`NATIVE_FILE_NAMES`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from shared.atomic import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -425,23 +424,8 @@ def write_manifest(model_dir: Path | str, manifest: Manifest) -> Path:
     except ManifestError as exc:
         raise exc.at(path) from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, text)
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temp file beside ``path`` and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def read_manifest(model_dir: Path | str) -> Manifest:

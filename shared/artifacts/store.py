@@ -14,14 +14,12 @@ uploaded again, a local file that matches is not downloaded again.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.atomic import atomic_write_bytes
 from shared.manifest import (
     MANIFEST_FILE,
     Manifest,
@@ -347,15 +345,5 @@ def _write_manifest_bytes(path: Path, raw: bytes, label: str, progress: Progress
     if path.is_file() and path.read_bytes() == raw:
         progress.skipped(label, len(raw))
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, raw, suffix=".part")  # .part: what the cache sweeps after a kill
     progress.done("downloaded", label, len(raw), None)

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from shared import imaging
+from shared.atomic import atomic_path
 
-from ._files import atomic_path
 from .registry import SPLITS, DatasetError, ImageSet
 from .splits import check_splits, read_splits_csv, split_patients, write_splits_csv
 

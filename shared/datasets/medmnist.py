@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from shared import imaging
+from shared.atomic import atomic_path
 
-from ._files import atomic_path
 from .registry import SPLITS, DatasetError, ImageSet, get_dataset_spec
 
 MEDMNIST_SIZES = (28, 64, 128, 224)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_path
+from shared.atomic import atomic_path
+
 from .registry import SPLITS, DatasetError
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)

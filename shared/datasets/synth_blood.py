@@ -24,18 +24,10 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .medmnist import write_medmnist_npz
+from .registry import get_dataset_spec
 from .synth_dr import largest_remainder
 
-CLASS_NAMES = (
-    "basophil",
-    "eosinophil",
-    "erythroblast",
-    "immature granulocytes",
-    "lymphocyte",
-    "monocyte",
-    "neutrophil",
-    "platelet",
-)
+CLASS_NAMES = get_dataset_spec("bloodmnist").class_names
 # Images per class and per split in the real BloodMNIST (17092 images).
 REAL_CLASS_COUNTS = (1218, 3117, 1551, 2895, 1214, 1420, 3329, 2348)
 SPLITS = ("train", "val", "test")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import shared.atomic
 from shared import manifest as mf
 from shared.manifest import InputSpec, Manifest, ManifestError
 
@@ -113,7 +114,7 @@ def test_failed_write_keeps_old_manifest_and_no_temp(
     def boom(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mf.os, "replace", boom)
+    monkeypatch.setattr(shared.atomic.os, "replace", boom)
     changed = copy.deepcopy(manifest)
     changed.dataset = "other"
     with pytest.raises(OSError, match="disk full"):
