@@ -165,14 +165,15 @@ variable "artifact_wait_minutes" {
 ################################################################################
 
 variable "instance_type" {
-  description = "GPU instance type for the inference services (NVIDIA families supported by the Deep Learning Base AMI: g4dn, g5, g6, g6e, p3, p4d, p5)."
+  description = "GPU instance type for the inference services (NVIDIA Turing or newer, as CUDA 13 requires: g4dn, g5, g6, g6e, p4d, p5)."
   type        = string
   default     = "g4dn.xlarge"
 
   validation {
-    # A CPU type would boot, pay, and then fail every GPU container: refuse it up front.
-    condition     = can(regex("^(g4dn|g5|g6|g6e|p3|p4d|p5)\\.(metal|[0-9]*xlarge)$", var.instance_type))
-    error_message = "instance_type must be an NVIDIA GPU type of the g4dn, g5, g6, g6e, p3, p4d or p5 family (e.g. g4dn.xlarge, g5.xlarge)."
+    # A CPU type would boot, pay, and then fail every GPU container; p3 (V100, Volta) cannot
+    # run the CUDA 13 builds of torch, jax and onnxruntime: refuse both up front.
+    condition     = can(regex("^(g4dn|g5|g6|g6e|p4d|p5)\\.(metal|[0-9]*xlarge)$", var.instance_type))
+    error_message = "instance_type must be an NVIDIA GPU type of the g4dn, g5, g6, g6e, p4d or p5 family (e.g. g4dn.xlarge, g5.xlarge); p3 (Volta) cannot run CUDA 13."
   }
 }
 

@@ -8,7 +8,9 @@ code (ports, extras, metric names), and the container entrypoint runs as a plain
 - Prometheus: ``promtool check config`` / ``check rules`` / ``test rules`` (unit tests in
   tests/deploy/prometheus_rules_test.yml), skipped where promtool is absent;
 - Grafana: every query of the dashboard names recording rules or metrics that exist;
-- Dockerfile: extras, non-root user, HEALTHCHECK, exec'd entrypoint;
+- Dockerfile: extras (deploy/service-extra.sh run as a plain process for every framework and
+  accelerator, and what uv.lock installs for each), non-root user, HEALTHCHECK, exec'd
+  entrypoint;
 - deploy/entrypoint.sh: stale metric files wiped, model pulled and checked, command exec'd
   (same PID), and once for real: gunicorn serving a stand-in ONNX model until the image's
   HEALTHCHECK passes, then stopped by SIGTERM.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -45,6 +48,7 @@ COMPOSE_GPU = (ROOT / "docker-compose.yml",)
 COMPOSE_CPU = (ROOT / "docker-compose.yml", ROOT / "docker-compose.cpu.yml")
 VARIANTS = {"gpu": COMPOSE_GPU, "cpu": COMPOSE_CPU}
 ENTRYPOINT = DEPLOY / "entrypoint.sh"
+SERVICE_EXTRA = DEPLOY / "service-extra.sh"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
 RULE_TESTS = Path(__file__).with_name("prometheus_rules_test.yml")
@@ -53,6 +57,7 @@ DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
 DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards"
 
 FRAMEWORKS = tuple(FRAMEWORK_PORTS)
+ACCELERATORS = ("gpu", "cpu")
 MONITORING = ("prometheus", "grafana")
 LOADTEST = ("locust-master", "locust-worker")
 NON_ROOT_UID = 10001
@@ -198,8 +203,9 @@ def test_every_long_running_service_has_a_healthcheck(
 
 
 def test_gpu_reserved_only_in_the_gpu_variant(variant: tuple[str, dict[str, Any]]) -> None:
-    """GPU: each model service reserves one NVIDIA GPU; CPU: none does, and the images are
-    built on python:3.11-slim under their own tags (a CPU build never clobbers a GPU one)."""
+    """GPU: each model service reserves one NVIDIA GPU and builds its runtime's GPU variant;
+    CPU: none does, and the images are built with the CPU variants on python:3.11-slim under
+    their own tags (a CPU build never clobbers a GPU one)."""
     name, model = variant
     services = model["services"]
     for framework in FRAMEWORKS:
@@ -215,6 +221,7 @@ def test_gpu_reserved_only_in_the_gpu_variant(variant: tuple[str, dict[str, Any]
             assert service["build"]["args"]["BASE_IMAGE"].startswith("python:3.11-slim")
             assert service["image"] == f"versus-{framework}:cpu"
         assert service["build"]["args"]["FRAMEWORK"] == framework
+        assert service["build"]["args"]["ACCELERATOR"] == name
         assert service["build"]["target"] == "service"
     for other in (*MONITORING, *LOADTEST):
         assert gpu_devices(services[other]) == [], other
@@ -677,28 +684,65 @@ def test_dockerfile_defaults_to_a_cuda_base(dockerfile: Any) -> None:
     assert order[-1] == "service", "the default target (last stage) must be the service"
 
 
-def test_dockerfile_installs_only_the_framework_extra(dockerfile: Any) -> None:
-    """FRAMEWORK accepts exactly the service frameworks, each an extra of pyproject.toml; a
-    service installs its extra + aws from the lock, Locust only loadtest; never dev."""
-    _, stages, _ = dockerfile
-    extras = pyproject_extras()
-    guard = next(r for r in stages["service-deps"].all("RUN") if "case" in r)
-    accepted = re.search(r"case \"\$\{FRAMEWORK\}\" in\s+([\w|]+)\)", guard).group(1).split("|")
-    assert set(accepted) == set(FRAMEWORKS) and set(accepted) <= extras
+def test_dockerfile_installs_only_the_runtime_extra(dockerfile: Any) -> None:
+    """A service installs the extra deploy/service-extra.sh picks from FRAMEWORK and
+    ACCELERATOR (default gpu, like the CUDA base) + aws from the lock, Locust only loadtest;
+    never dev. The script's exit status stops the build (no sync with an empty extra)."""
+    preamble, stages, _ = dockerfile
+    args = dict(a.args.split("=", 1) for a in preamble if a.keyword == "ARG" and "=" in a.args)
+    assert args["ACCELERATOR"] == "gpu"
+    deps = stages["service-deps"]
+    assert {"FRAMEWORK", "ACCELERATOR"} <= set(deps.all("ARG"))
+    assert "--chmod=0755 deploy/service-extra.sh deploy/" in deps.all("COPY")
 
     def syncs(stage: str) -> list[str]:
         return [r for r in stages[stage].all("RUN") if "uv sync" in r]
 
-    for stage, wanted in (("service-deps", ['"${FRAMEWORK}"', "aws"]),
-                          ("locust-deps", ["loadtest"])):
+    pick = 'extra="$(deploy/service-extra.sh "${FRAMEWORK}" "${ACCELERATOR}")" && uv sync '
+    for stage, wanted in (("service-deps", ['"${extra}"', "aws"]), ("locust-deps", ["loadtest"])):
         assert len(syncs(stage)) == 2, stage  # dependencies layer, then the project
         for command in syncs(stage):
             assert "--frozen" in command and "--no-dev" in command, command
             assert "--all-extras" not in command and "--group" not in command
             assert re.findall(r"--extra (\S+)", command) == wanted, command
-        for extra in wanted:
-            assert extra.strip('"') in extras | {"${FRAMEWORK}"}
+            assert (pick in " ".join(command.split())) == (stage == "service-deps"), command
     assert "--no-install-project" in syncs("service-deps")[0]
+    assert {"aws", "loadtest"} <= pyproject_extras()
+
+
+def service_extra(framework: str, accelerator: str) -> subprocess.CompletedProcess[str]:
+    """deploy/service-extra.sh as the Dockerfile runs it (POSIX sh, no environment)."""
+    return subprocess.run(["sh", str(SERVICE_EXTRA), framework, accelerator], env={},
+                          capture_output=True, text=True, timeout=30)
+
+
+#: Runtimes with a GPU build of their own; torch and tensorflow use one extra for both.
+GPU_EXTRAS = {"jax": "jax-gpu", "onnx": "onnx-gpu"}
+#: The extra each (framework, accelerator) image installs.
+IMAGE_EXTRAS = {(f, a): GPU_EXTRAS.get(f, f) if a == "gpu" else f
+                for f in FRAMEWORKS for a in ACCELERATORS}
+
+
+@pytest.mark.parametrize(("framework", "accelerator"), sorted(IMAGE_EXTRAS))
+def test_service_extra_picks_the_runtime_build(framework: str, accelerator: str) -> None:
+    """jax and onnx have GPU builds of their own (extras jax-gpu, onnx-gpu); torch and
+    tensorflow one extra for both. Every answer is an extra of pyproject.toml."""
+    result = service_extra(framework, accelerator)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == IMAGE_EXTRAS[framework, accelerator] + "\n"
+    assert result.stdout.strip() in pyproject_extras()
+    assert os.access(SERVICE_EXTRA, os.X_OK)
+
+
+@pytest.mark.parametrize(("framework", "accelerator", "named"), [
+    ("pytorch", "gpu", "FRAMEWORK"), ("", "gpu", "FRAMEWORK"), ("jax", "cuda", "ACCELERATOR"),
+    ("onnx", "", "ACCELERATOR"), ("jax-gpu", "gpu", "FRAMEWORK"), ("JAX", "cpu", "FRAMEWORK"),
+])
+def test_service_extra_refuses_unknown_values(framework: str, accelerator: str, named: str) -> None:
+    """An unknown build arg fails the build, naming the arg and its valid values."""
+    result = service_extra(framework, accelerator)
+    assert result.returncode != 0 and result.stdout == ""
+    assert f"--build-arg {named}=" in result.stderr and "(got " in result.stderr
 
 
 def _requirement_name(requirement: str) -> str:
@@ -707,29 +751,67 @@ def _requirement_name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_locked_image_environment_holds_no_other_framework(framework: str) -> None:
-    """What the service image's `uv sync` installs, per uv.lock (`uv export`, offline): its
-    own framework, boto3, and none of the other frameworks' packages or Locust."""
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv not found on PATH")
-    result = subprocess.run(
-        [uv, "export", "--frozen", "--no-dev", "--extra", framework, "--extra", "aws",
-         "--no-hashes", "--no-header", "--no-emit-project"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
+def uv_command() -> list[str]:
+    """uv on PATH, else ``python -m uv``; skip when neither is there."""
+    if shutil.which("uv"):
+        return [shutil.which("uv")]
+    for python in (sys.executable, shutil.which("python3")):
+        if python and subprocess.run([python, "-m", "uv", "--version"],
+                                     capture_output=True, timeout=30).returncode == 0:
+            return [python, "-m", "uv"]
+    pytest.skip("uv not found (neither on PATH nor as `python -m uv`)")
+
+
+def locked_packages(*extras: str) -> dict[str, str]:
+    """``{name: version}`` that `uv sync --frozen --no-dev --extra ...` installs, per uv.lock
+    (`uv export`, offline)."""
+    command = [*uv_command(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-header",
+               "--no-emit-project"]
+    for extra in extras:
+        command += ["--extra", extra]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    installed = {_requirement_name(line) for line in result.stdout.splitlines()
-                 if line and not line.startswith((" ", "#", "-"))}
+    pins = (line.split(";")[0].strip() for line in result.stdout.splitlines()
+            if line and not line.startswith((" ", "#", "-")))
+    return dict((_requirement_name(name), version) for name, version in
+                (pin.split("==", 1) for pin in pins))
+
+
+@pytest.mark.parametrize(("framework", "accelerator"), sorted(IMAGE_EXTRAS))
+def test_locked_image_environment_holds_its_runtime_only(framework: str, accelerator: str) -> None:
+    """What the service image's `uv sync` installs, per uv.lock: its own runtime in the
+    accelerator's build, boto3, and none of the other frameworks' packages or Locust. GPU:
+    a JAX CUDA plugin, onnxruntime-gpu without onnxruntime (both own the `onnxruntime`
+    module); CPU: neither."""
+    extra = IMAGE_EXTRAS[framework, accelerator]
+    installed = set(locked_packages(extra, "aws"))
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
-    own = {_requirement_name(r) for r in extras[framework] + extras["aws"]}
+    own = {_requirement_name(r) for r in extras[extra] + extras["aws"]}
     assert own <= installed
     for other in (*FRAMEWORKS, "loadtest"):
         if other != framework:
-            foreign = {_requirement_name(r) for r in extras[other]} - own
-            assert not foreign & installed, f"{framework} image would get {foreign & installed}"
+            foreign = {_requirement_name(r) for name in (other, f"{other}-gpu")
+                       for r in extras.get(name, [])} - own
+            assert not foreign & installed, f"{extra} image would get {foreign & installed}"
+    gpu = accelerator == "gpu"
+    if framework == "jax":
+        assert "jaxlib" in installed
+        assert any(re.fullmatch(r"jax-cuda\d+-plugin", p) for p in installed) == gpu
+    if framework == "onnx":
+        assert ("onnxruntime-gpu" in installed) == gpu
+        assert ("onnxruntime" in installed) != gpu
+
+
+def test_gpu_runtimes_share_torchs_cuda_libraries() -> None:
+    """torch, jax-gpu and onnx-gpu run on the very same CUDA/cuDNN wheels (one version per
+    nvidia-* package in uv.lock), so the GPU comparison differs by framework only."""
+    torch = locked_packages("torch")
+    for extra in ("jax-gpu", "onnx-gpu"):
+        gpu = locked_packages(extra)
+        shared = {name for name in gpu if name.startswith("nvidia-")} & set(torch)
+        assert {"nvidia-cudnn-cu13", "nvidia-cublas", "nvidia-cuda-runtime"} <= shared, extra
+        assert {name: gpu[name] for name in shared} == {name: torch[name] for name in shared}
 
 
 def test_uv_comes_from_pypi_pinned_like_the_load_generators(dockerfile: Any) -> None:
@@ -776,6 +858,14 @@ def test_service_image_knows_its_framework(dockerfile: Any) -> None:
     env = " ".join(stages["service"].all("ENV"))
     assert "VERSUS_FRAMEWORK=${FRAMEWORK}" in env
     assert "PROMETHEUS_MULTIPROC_DIR=/tmp/versus-metrics" in env
+
+
+def test_service_image_allocates_gpu_memory_on_demand(dockerfile: Any) -> None:
+    """Four runtimes (and their workers) share one GPU: TensorFlow must not take all of it and
+    JAX not 75 % at start. Set in the image, so every way of running it gets it."""
+    _, stages, _ = dockerfile
+    env = " ".join(stages["service"].all("ENV")).split()
+    assert {"TF_FORCE_GPU_ALLOW_GROWTH=true", "XLA_PYTHON_CLIENT_PREALLOCATE=false"} <= set(env)
 
 
 def test_healthcheck_probes_readiness_without_curl(dockerfile: Any) -> None:
@@ -1036,6 +1126,39 @@ def write_stand_in_onnx_model(model_dir: Path) -> None:
         provenance={"source": "tests/deploy stand-in graph"},
     )
     write_manifest(model_dir, manifest)
+
+
+def test_onnx_predictor_on_a_cuda_build_preloads_libraries_and_reports_a_cpu_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The GPU image's ONNX Runtime (onnxruntime-gpu, played here by the CPU package with a
+    CUDA version): CUDA and cuDNN from the nvidia-* wheels are preloaded before the session,
+    CUDA is asked for first, and a session that still lands on the CPU says so. The CPU
+    package does neither."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from services.predictors.onnx import OnnxPredictor
+    from shared.manifest import read_manifest
+
+    model_dir = tmp_path / "models" / "dr" / "onnx" / "1"
+    write_stand_in_onnx_model(model_dir)
+    manifest = read_manifest(model_dir)
+    preloaded: list[bool] = []
+    monkeypatch.setattr(ort, "preload_dlls", lambda: preloaded.append(True), raising=False)
+
+    monkeypatch.setattr(ort, "cuda_version", "", raising=False)  # the CPU package
+    with caplog.at_level(logging.WARNING, logger="services.predictors.onnx"):
+        OnnxPredictor(model_dir, manifest, threads=1)
+        assert preloaded == [] and not caplog.records
+        monkeypatch.setattr(ort, "cuda_version", "13.0", raising=False)
+        with pytest.warns(UserWarning, match="CUDAExecutionProvider"):
+            predictor = OnnxPredictor(model_dir, manifest, threads=1)
+    assert preloaded == [True]
+    assert predictor.session.get_providers() == ["CPUExecutionProvider"]
+    assert "runs on the CPU" in caplog.text
+    assert predictor.predict(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 5)
 
 
 def free_port() -> int:

@@ -386,6 +386,12 @@ def plan_variables(terraform: str, workdir: Path, values: dict[str, Any]) -> dic
             id="arm-gpu-type",
         ),
         pytest.param(
+            {"allowed_cidrs": ["203.0.113.7/32"], "instance_type": "p3.2xlarge"},
+            "instance_type",
+            "cannot run CUDA 13",
+            id="volta-gpu-type",
+        ),
+        pytest.param(
             {"allowed_cidrs": ["203.0.113.7/32"], "frameworks": ["torch", "pytorch"]},
             "frameworks",
             "subset of",
