@@ -106,10 +106,11 @@ class PayloadPool:
             yield self.payloads[rng.randrange(len(self.payloads))]
 
     def describe(self) -> str:
-        megapixels = np.mean([p.width * p.height / 1e6 for p in self.payloads])
+        width = np.mean([p.width for p in self.payloads])
+        height = np.mean([p.height for p in self.payloads])
         kilobytes = np.mean([len(p.data) / 1e3 for p in self.payloads])
         return (f"{len(self.payloads)} {self.profile} images from {self.source} "
-                f"(mean {megapixels:.2f} MP, {kilobytes:.0f} kB)")
+                f"(mean {width:.0f}x{height:.0f} px, {kilobytes:.1f} kB)")
 
 
 def load_pool(settings: PayloadSettings, *, cache_dir: Path | None = None) -> PayloadPool:

@@ -41,7 +41,7 @@ def test_camera_profile_sends_the_files_as_they_are(tmp_path: Path) -> None:
     assert [(p.name, p.data, p.content_type, p.width, p.height) for p in pool.payloads] == [
         ("a.jpeg", jpeg.read_bytes(), "image/jpeg", 120, 80),
         ("b.png", png.read_bytes(), "image/png", 50, 60)]
-    assert pool.describe().startswith(f"2 camera images from {tmp_path}")
+    assert pool.describe().startswith(f"2 camera images from {tmp_path} (mean 85x70 px, ")
 
 
 def test_small_profile_reencodes_at_the_model_size(tmp_path: Path) -> None:
