@@ -451,5 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         print(f"{PROG}: error: {first_line}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; the history stays on disk
+        print(f"{PROG}: interrupted; finished models and each started model's history.jsonl "
+              f"are kept under {args.out}", file=sys.stderr)
+        return 130
     return 0
 

@@ -1,6 +1,7 @@
 """Bad input to `python -m training`: one clear `error:` line, exit code 2, no traceback, and
 nothing trained. Argument-level mistakes are argparse's (usage + error, exit 2)."""
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,27 @@ def test_training_cli_process_exit_code_and_single_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"python -m training: error: --data {tmp_path / 'missing'}: no such file or directory"
     ]
+
+
+def test_training_cli_ctrl_c_exits_130_with_one_line_and_keeps_the_history(data, tmp_path):
+    """SIGINT mid-epoch (what Ctrl-C sends): exit 130, no traceback, no manifest written for
+    the unfinished model, its history.jsonl kept."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", "--framework", "torch", "--dataset", "bloodmnist",
+         "--data", str(data), "--image-size", str(SIZE), "--stage-sizes", "tiny",
+         "--epochs", "1000", "--print-freq", "1", "--out", str(tmp_path)],
+        cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stderr:  # the first progress line: training has started
+            if "img/s" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        err = process.stderr.read()
+        assert process.wait(timeout=60) == 130
+    finally:
+        process.kill()
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("python -m training: interrupted")
+    model_dir = tmp_path / "bloodmnist" / "torch" / "1"
+    assert (model_dir / "history.jsonl").exists()
+    assert not (model_dir / "manifest.json").exists()
