@@ -338,9 +338,13 @@ def normalize(batch_uint8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         )
     if batch_uint8.shape[-1] != CHANNELS:
         raise ValueError(f"normalize needs {CHANNELS} channels last, got {batch_uint8.shape}")
-    out = np.multiply(batch_uint8, spec.scale, dtype=np.float32)
-    out += spec.offset
-    return out
+    # Over rows of whole pixels: broadcasting the 3-vectors along the last axis makes numpy's
+    # inner loop 3 elements long (7x slower at 224 px); the result is bit-identical.
+    width = batch_uint8.shape[-2]
+    rows = batch_uint8.reshape(-1, width * CHANNELS)
+    out = np.multiply(rows, np.tile(spec.scale, width), dtype=np.float32)
+    out += np.tile(spec.offset, width)
+    return out.reshape(batch_uint8.shape)
 
 
 def decode_square_uint8(
