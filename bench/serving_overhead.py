@@ -13,7 +13,10 @@ For each runtime, one at a time (no two runtimes compete for the cores):
 alternating for ``--rounds`` rounds, keeping each figure's best round. Reported: overhead =
 HTTP p50 - in-process p50 (target <= 5 ms), the same paired per request against the
 server's own compute time (robust to background load), and serving efficiency = HTTP
-images/s / best in-process images/s (target >= 0.9).
+images/s / best in-process images/s (target >= 0.9). What explains an efficiency below 1,
+from the service's own metrics over the concurrent phase: the fraction of the time its
+runtime was busy (``versus_batch_duration_seconds``), the mean batch it ran, and the
+preferred batch size it measured at warm-up (``/readyz``).
 
 The artifacts come from :func:`write_artifacts`: one seeded torch initialisation
 (``training.parity.random_state_dict``) ported to Keras and Flax and exported to ONNX, each in
@@ -42,6 +45,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
+from bench.scrape import Snapshot, scrape
 from bench.services import ServiceSettings, start_service
 from shared.datasets import get_dataset_spec
 from shared.imaging import IMAGENET_MEAN, IMAGENET_STD
@@ -221,11 +225,17 @@ class Client:
         return latency_ms, json.loads(payload)["timings_ms"]["compute"]
 
 
+def _delta(before: Snapshot, after: Snapshot, name: str) -> float:
+    """How much the samples called ``name`` (all series summed) grew between two scrapes."""
+    return sum(v - before.get(key, 0.0) for key, v in after.items() if key[0] == name)
+
+
 def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: float
                  ) -> dict[str, Any]:
     """Sequential single requests (p50 latency, and p50 of latency minus the server's own
     predict time for the same request: an overhead that background load cannot skew), then
-    images/s with ``clients`` concurrent keep-alive clients."""
+    images/s with ``clients`` concurrent keep-alive clients, with the fraction of that time
+    the runtime was busy and the mean batch size it ran."""
     client = Client(port)
     for _ in range(5):
         client.predict(body)
@@ -239,15 +249,21 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
             c.predict(body)
             done[i] += 1
 
+    before = scrape(f"http://127.0.0.1:{port}")
     started = time.perf_counter()
     threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    elapsed = time.perf_counter() - started
+    after = scrape(f"http://127.0.0.1:{port}")
+    batches = _delta(before, after, "versus_batch_size_count")
     return {"http_p50_ms": statistics.median(lat for lat, _ in samples),
             "paired_overhead_ms": statistics.median(lat - comp for lat, comp in samples),
-            "http_images_per_s": sum(done) / (time.perf_counter() - started)}
+            "http_images_per_s": sum(done) / elapsed,
+            "runtime_busy": _delta(before, after, "versus_batch_duration_seconds_sum") / elapsed,
+            "mean_batch": _delta(before, after, "versus_batch_size_sum") / max(batches, 1)}
 
 
 def in_process(runtime: str, model_dir: Path, threads: int, args: argparse.Namespace
@@ -284,8 +300,13 @@ def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> di
     finally:
         service.stop()
     best = max(rounds, key=lambda r: r["best_images_per_s"])
+    busiest = max(rounds, key=lambda r: r["http_images_per_s"])
+    serving = service.readyz.get("serving", {})
     result = {
         "runtime": runtime, "threads": threads,
+        "preferred_batch_size": serving.get("preferred_batch_size"),
+        "service_images_per_s_by_batch": serving.get("images_per_s_by_batch_size"),
+        "runtime_busy": busiest["runtime_busy"], "mean_batch": busiest["mean_batch"],
         "predict_p50_ms": min(r["predict_p50_ms"] for r in rounds),
         "http_p50_ms": min(r["http_p50_ms"] for r in rounds),
         "paired_overhead_ms": min(r["paired_overhead_ms"] for r in rounds),
@@ -304,19 +325,24 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"max batch {args.max_batch_size}, {args.clients} concurrent clients",
         "",
         "| runtime | predict p50 ms | HTTP p50 ms | overhead ms | paired overhead ms "
-        "| best in-process img/s (batch) | HTTP img/s | efficiency |",
-        "|---|---|---|---|---|---|---|---|",
+        "| best in-process img/s (batch) | HTTP img/s | efficiency | runtime busy "
+        "| mean batch (preferred) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['runtime']} | {r['predict_p50_ms']:.1f} | {r['http_p50_ms']:.1f} | "
             f"{r['overhead_ms']:.1f} | {r['paired_overhead_ms']:.1f} | "
             f"{r['best_images_per_s']:.1f} ({r['best_batch']}) | "
-            f"{r['http_images_per_s']:.1f} | {r['efficiency']:.2f} |")
+            f"{r['http_images_per_s']:.1f} | {r['efficiency']:.2f} | "
+            f"{r['runtime_busy']:.2f} | {r['mean_batch']:.1f} ({r['preferred_batch_size']}) |")
     lines += ["", f"Targets: overhead <= {OVERHEAD_TARGET_MS} ms, efficiency >= "
                   f"{EFFICIENCY_TARGET}. Overhead = HTTP p50 - in-process predict p50; paired "
                   "overhead = p50 over requests of (HTTP latency - the server's compute time "
-                  f"for that request). Best of {args.rounds} alternating rounds."]
+                  f"for that request). Best of {args.rounds} alternating rounds. Runtime busy "
+                  "= the service's batch compute seconds / wall seconds with "
+                  f"{args.clients} clients; preferred = the batch size the service measured "
+                  "as its best at warm-up."]
     return "\n".join(lines)
 
 

@@ -11,7 +11,8 @@ Process model:
   gunicorn with exit code 3 instead of restarting it forever.
 - ``gthread`` workers: request threads decode images in parallel while the worker's one
   batcher thread runs the model; ``threads`` >= max batch size so that batches can fill.
-- ``timeout`` covers model load + warm-up (JAX compiles every batch bucket before serving).
+- ``timeout`` covers model load + warm-up (JAX compiles every batch bucket) and the
+  measurement of the preferred batch size, all before serving.
 - SIGTERM: the master stops listening, each worker stops accepting and has
   ``graceful_timeout`` seconds to finish in-flight requests; ``worker_exit`` then drains the
   batcher (queued images are still computed).

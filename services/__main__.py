@@ -43,7 +43,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--intra-op-threads", type=int, default=s.intra_op_threads,
                    help="framework math threads per worker (default: cores // workers)")
     p.add_argument("--max-batch-size", type=int, default=s.max_batch_size,
-                   help=f"dynamic batching: largest batch (default: {s.max_batch_size})")
+                   help=f"dynamic batching: largest batch size warmed up "
+                        f"(default: {s.max_batch_size})")
+    p.add_argument("--preferred-batch-size", type=int, default=s.preferred_batch_size,
+                   help="dynamic batching: largest batch formed (default: the smallest size "
+                        "within 3%% of the best images/s, measured at warm-up)")
     p.add_argument("--max-queue-delay-ms", type=float, default=s.max_queue_delay_ms,
                    help=f"dynamic batching: longest wait to fill a batch "
                         f"(default: {s.max_queue_delay_ms})")
@@ -72,6 +76,7 @@ def service_environment(args: argparse.Namespace) -> dict[str, str]:
         "THREADS": args.threads,
         "INTRA_OP_THREADS": args.intra_op_threads,
         "MAX_BATCH_SIZE": args.max_batch_size,
+        "PREFERRED_BATCH_SIZE": args.preferred_batch_size,
         "MAX_QUEUE_DELAY_MS": args.max_queue_delay_ms,
         "QUEUE_SIZE": args.queue_size,
         "TIMEOUT": args.timeout,

@@ -1,9 +1,25 @@
 """Dynamic batching in the manner of Triton's dynamic batcher, one per worker process.
 
 Request threads put preprocessed images on a bounded queue and wait on a future; one batcher
-thread takes up to ``max_batch_size`` images, pads them to the predictor's batch bucket (so a
-jit-compiled runtime only ever sees shapes it compiled at warm-up), runs ``predict`` once and
-hands every request its own rows back, with how long it queued and how long the batch took.
+thread takes up to ``preferred_batch_size`` images, pads them to the predictor's batch bucket
+(so a jit-compiled runtime only ever sees shapes it compiled at warm-up), runs ``predict``
+once and hands every request its own rows back, with how long it queued and how long the
+batch took.
+
+The batcher thread is the runtime's only thread: :meth:`DynamicBatcher.start` runs a
+``setup`` (load + warm-up) on it before any batch. OpenMP (torch) keeps one thread team per
+calling thread, and a second team (load on the main thread, predict on the batcher's) makes
+libgomp throttle its spin-waits process-wide: every parallel region then ends in a futex
+sleep (~440 per ResNet-50 forward instead of ~1) and a single request's compute took 101 ms
+in the service against 74 ms in process.
+
+Preferred batch size: on a CPU, images/s peaks at a small batch (ResNet-50 on an idle 2-core
+machine: at 4 images for torch, 8 for JAX and ONNX Runtime, of 1..16), while without a cap
+16 closed-loop clients make the batcher alternate batches of 1 and 15, sizes a CPU runtime
+does worse at. Like Triton's ``preferred_batch_size``, batches hold at most
+``preferred_batch_size`` images; :meth:`DynamicBatcher.calibrate` measures images/s at each
+batch size at warm-up and prefers the smallest size within a tolerance of the best. On a
+GPU, images/s keeps growing with the batch, so the preferred size stays large.
 
 Waiting policy: like Triton's ``max_queue_delay``, an unfilled batch waits at most that long
 after its oldest request arrived, but here it only waits while some request is *on its way*
@@ -21,7 +37,7 @@ import bisect
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +45,14 @@ from dataclasses import dataclass
 import numpy as np
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+Rows = np.ndarray | Sequence[np.ndarray]
+"""Images to queue: an (N, ...) array, or N arrays of one image each (no copy into one)."""
+
+CALIBRATION_TOLERANCE = 0.03
+"""A smaller batch size is preferred while its images/s is within 3% of the best measured,
+so that noise between near-equal sizes settles on the smaller one (lower latency)."""
+CALIBRATION_REPEATS = 2
+"""Timed calls per batch size at calibration (their fastest counts), after an untimed one."""
 
 
 class QueueFull(RuntimeError):
@@ -67,29 +91,40 @@ class DynamicBatcher:
         max_queue_delay_s: float,
         queue_size: int,
         buckets: Sequence[int] | None = None,
-        on_batch: Callable[[int], None] | None = None,
+        preferred_batch_size: int | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
     ) -> None:
         if buckets and max(buckets) < max_batch_size:
             raise ValueError(f"batch buckets {tuple(buckets)} do not cover {max_batch_size=}")
+        if preferred_batch_size is not None and not 1 <= preferred_batch_size <= max_batch_size:
+            raise ValueError(f"{preferred_batch_size=} must be in 1..{max_batch_size}")
         self._predict = predict
         self.max_batch_size = max_batch_size
+        self.preferred_batch_size = preferred_batch_size or max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
         self.queue_size = queue_size
         self.buckets = tuple(sorted(buckets)) if buckets else None
-        self._on_batch = on_batch or (lambda _n: None)
+        self.images_per_s: dict[int, float] = {}
+        """Images/s by batch size, as measured by :meth:`calibrate` (empty if it never ran)."""
+        self._on_batch = on_batch or (lambda _n, _s: None)
         self._on_depth = on_depth or (lambda _n: None)
         self._items: deque[_Item] = deque()
         self._incoming = 0
         self._stopping = False
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name="versus-batcher", daemon=True)
+        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ request side
 
-    def start(self) -> None:
-        """Start the batcher thread."""
+    def start(self, setup: Callable[[], None] | None = None) -> None:
+        """Start the batcher thread; ``setup`` (load and warm up the runtime) runs on it first,
+        and this returns once it is done, raising what it raised."""
+        ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._loop, args=(setup, ready),
+                                        name="versus-batcher", daemon=True)
         self._thread.start()
+        ready.result()
 
     @property
     def depth(self) -> int:
@@ -97,12 +132,12 @@ class DynamicBatcher:
         return len(self._items)
 
     @contextmanager
-    def expecting(self, n: int) -> Iterator[Callable[[np.ndarray], list[Future[RowResult]]]]:
+    def expecting(self, n: int) -> Iterator[Callable[[Rows], list[Future[RowResult]]]]:
         """Announce ``n`` images that are being prepared (decoded); yields the ``submit``
         that queues them. The announcement ends when they are queued, or on an error."""
         announced = [n]
 
-        def submit(rows: np.ndarray) -> list[Future[RowResult]]:
+        def submit(rows: Rows) -> list[Future[RowResult]]:
             count, announced[0] = announced[0], 0
             return self._submit(rows, announced=count)
 
@@ -116,11 +151,12 @@ class DynamicBatcher:
                     self._incoming -= announced[0]
                     self._cond.notify()
 
-    def submit(self, rows: np.ndarray) -> list[Future[RowResult]]:
-        """Queue each row of ``rows`` (N, ...) as one image; all or nothing."""
+    def submit(self, rows: Rows) -> list[Future[RowResult]]:
+        """Queue each row of ``rows`` (an (N, ...) array or N arrays) as one image; all or
+        nothing."""
         return self._submit(rows, announced=0)
 
-    def _submit(self, rows: np.ndarray, *, announced: int) -> list[Future[RowResult]]:
+    def _submit(self, rows: Rows, *, announced: int) -> list[Future[RowResult]]:
         now = time.perf_counter()
         with self._cond:
             self._incoming -= announced  # on their way no more: queued, or refused below
@@ -142,12 +178,42 @@ class DynamicBatcher:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ calibration
+
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes calibration compares: the buckets (else powers of two) below the
+        maximum, and the maximum."""
+        steps = self.buckets or [2**k for k in range(self.max_batch_size.bit_length())]
+        return tuple(sorted({n for n in steps if n < self.max_batch_size}
+                            | {self.max_batch_size}))
+
+    def calibrate(self, example: np.ndarray, *, tolerance: float = CALIBRATION_TOLERANCE,
+                  repeats: int = CALIBRATION_REPEATS) -> int:
+        """Time ``predict`` on ``example`` (one preprocessed image) at every batch size,
+        padded to its bucket like a served batch, and make the smallest size within
+        ``tolerance`` of the best images/s the preferred one.
+
+        Call it in ``setup``, so that the runtime is timed on the thread that serves."""
+        self.images_per_s = {
+            n: n / fastest_call(self._predict, self._stack([example] * n), repeats)
+            for n in self.batch_sizes()
+        }
+        self.preferred_batch_size = preferred_batch_size(self.images_per_s, tolerance)
+        return self.preferred_batch_size
 
     # ------------------------------------------------------------------ batcher thread
 
-    def _loop(self) -> None:
+    def _loop(self, setup: Callable[[], None] | None, ready: Future[None]) -> None:
+        try:
+            if setup is not None:
+                setup()
+        except BaseException as exc:  # noqa: BLE001 (handed to start(), which raises it)
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
         while (items := self._next_batch()) is not None:
             self._run(items)
 
@@ -158,15 +224,16 @@ class DynamicBatcher:
                 self._cond.wait()
             if not self._items:
                 return None
+            limit = self.preferred_batch_size
             deadline = self._items[0].enqueued + self.max_queue_delay_s
             while (
-                len(self._items) < self.max_batch_size
+                len(self._items) < limit
                 and self._incoming > 0
                 and not self._stopping
                 and (remaining := deadline - time.perf_counter()) > 0
             ):
                 self._cond.wait(remaining)
-            count = min(len(self._items), self.max_batch_size)
+            count = min(len(self._items), limit)
             items = [self._items.popleft() for _ in range(count)]
             depth = len(self._items)
         self._on_depth(depth)
@@ -178,15 +245,17 @@ class DynamicBatcher:
             return n
         return self.buckets[bisect.bisect_left(self.buckets, n)]
 
+    def _stack(self, rows: list[np.ndarray]) -> np.ndarray:
+        """``rows`` as one batch, zero-padded to its bucket."""
+        padding = [np.zeros_like(rows[0])] * (self.bucket_for(len(rows)) - len(rows))
+        return np.stack(rows + padding)
+
     def _run(self, items: list[_Item]) -> None:
         """Predict one batch (zero-padded to its bucket) and resolve every future."""
         start = time.perf_counter()
         n = len(items)
         try:
-            batch = np.zeros((self.bucket_for(n), *items[0].row.shape), dtype=np.float32)
-            for i, item in enumerate(items):
-                batch[i] = item.row
-            outputs = np.asarray(self._predict(batch))[:n]
+            outputs = np.asarray(self._predict(self._stack([item.row for item in items])))[:n]
         except Exception as exc:  # a failed batch fails its requests, never the thread
             for item in items:
                 item.future.set_exception(exc)
@@ -194,4 +263,23 @@ class DynamicBatcher:
         compute_s = time.perf_counter() - start
         for item, output in zip(items, outputs, strict=True):
             item.future.set_result(RowResult(output, start - item.enqueued, compute_s, n))
-        self._on_batch(n)
+        self._on_batch(n, compute_s)
+
+
+def fastest_call(predict: PredictFn, batch: np.ndarray, repeats: int) -> float:
+    """Seconds of the fastest (least disturbed) of ``repeats`` timed ``predict(batch)`` calls,
+    after an untimed one that builds any per-shape kernels."""
+    predict(batch)
+    fastest = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict(batch)
+        fastest = min(fastest, time.perf_counter() - started)
+    return max(fastest, 1e-9)
+
+
+def preferred_batch_size(images_per_s: Mapping[int, float], tolerance: float) -> int:
+    """The smallest batch size whose images/s is within ``tolerance`` (a fraction) of the
+    best one's."""
+    best = max(images_per_s.values())
+    return min(n for n, rate in images_per_s.items() if rate >= (1 - tolerance) * best)

@@ -10,9 +10,10 @@ Decoding and preprocessing run on the request's own thread (gunicorn's gthread p
 they overlap with the batcher thread's inference; the shared ``shared.imaging`` functions are
 exactly what training used.
 
-Lifecycle: ``LOADING`` until :meth:`InferenceEngine.start` has loaded the predictor, run its
-warm-up and started the batcher (``READY``); ``DRAINING`` after :meth:`shutdown`. Only
-``READY`` accepts inference; /readyz reports it.
+Lifecycle: ``LOADING`` until :meth:`InferenceEngine.start` has started the batcher and, on
+its thread (the runtime's only one, see ``services.batching``), loaded the predictor, run its
+warm-up and measured the preferred batch size (``READY``); ``DRAINING`` after
+:meth:`shutdown`. Only ``READY`` accepts inference; /readyz reports it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from PIL import Image
 
 from services.batching import DynamicBatcher, RowResult
 from services.metrics import ServiceMetrics
-from services.predictors import Predictor, load_predictor
+from services.predictors import Predictor, load_predictor, predictor_class
 from services.settings import ServiceSettings
 from shared.imaging import PreprocessSpec, decode_image, normalize, to_square_uint8
 from shared.manifest import Manifest, ManifestError, read_manifest
@@ -134,43 +135,62 @@ class InferenceEngine:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Load (unless a predictor was given), warm up every batch shape, start batching."""
+        """Start the batcher, whose thread loads the predictor (unless one was given), warms
+        up every batch shape and measures the preferred batch size (unless configured)."""
         started = time.perf_counter()
         s = self.settings
-        if self.predictor is None:
-            self.predictor = load_predictor(
-                self.framework, self.model_dir, self.manifest, threads=s.threads
-            )
-        self._warm_up_pipeline()
-        self.predictor.warmup(s.max_batch_size)
+        example = self._warm_up_pipeline()
+        runtime = self.predictor if self.predictor is not None else predictor_class(
+            self.framework)
         self.batcher = DynamicBatcher(
-            self.predictor.predict,
+            self._predict,
             max_batch_size=s.max_batch_size,
+            preferred_batch_size=s.preferred_batch_size,
             max_queue_delay_s=s.max_queue_delay_ms / 1e3,
             queue_size=s.queue_size,
-            buckets=self.predictor.buckets_for(s.max_batch_size),
-            on_batch=self.metrics.batch_size.observe,
+            buckets=runtime.buckets_for(s.max_batch_size),
+            on_batch=self.metrics.observe_batch,
             on_depth=self.metrics.queue_depth.set,
         )
-        self.batcher.start()
+        self.batcher.start(setup=lambda: self._prepare_runtime(example))
         seconds = time.perf_counter() - started
         self.metrics.model_loaded(
             version=self.version, framework_version=self.framework_version,
             dataset=self.manifest.dataset, sha256=self.manifest.sha256, seconds=seconds,
         )
         self.state = State.READY
-        log.info("%s version %s ready in %.1f s (%s %s, %s threads)", self.model_name,
-                 self.version, seconds, self.framework, self.framework_version, s.threads)
+        log.info("%s version %s ready in %.1f s (%s %s, %s threads); batches of up to %d "
+                 "images (images/s by batch size: %s)", self.model_name, self.version, seconds,
+                 self.framework, self.framework_version, s.threads,
+                 self.batcher.preferred_batch_size, self.batcher.images_per_s or "not measured")
 
-    def _warm_up_pipeline(self) -> None:
+    def _prepare_runtime(self, example: np.ndarray) -> None:
+        """On the batcher thread, the runtime's only one: load, warm up, calibrate."""
+        assert self.batcher is not None
+        s = self.settings
+        if self.predictor is None:
+            self.predictor = load_predictor(
+                self.framework, self.model_dir, self.manifest, threads=s.threads
+            )
+        self.predictor.warmup(s.max_batch_size)
+        if s.preferred_batch_size is None:
+            self.batcher.calibrate(example)
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        """The batcher's predict (the predictor is loaded on the batcher thread)."""
+        assert self.predictor is not None
+        return self.predictor.predict(batch)
+
+    def _warm_up_pipeline(self) -> np.ndarray:
         """Decode and preprocess a JPEG and a PNG once, so that no request pays for Pillow's
-        lazy initialisation (~100 ms on the first JPEG)."""
+        lazy initialisation (~100 ms on the first JPEG); returns the preprocessed image."""
         size = self.spec.size
         for fmt in ("JPEG", "PNG"):
             buffer = io.BytesIO()
-            Image.new("RGB", (2 * size, size)).save(buffer, format=fmt)
+            Image.new("RGB", (2 * size, size), (128, 96, 64)).save(buffer, format=fmt)
             image = decode_image(buffer.getvalue(), target_size=size)
-            normalize(to_square_uint8(image, size), self.spec)
+            row = normalize(to_square_uint8(image, size), self.spec)
+        return row
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop taking requests and finish every queued image (SIGTERM drain)."""
@@ -187,14 +207,13 @@ class InferenceEngine:
         started = time.perf_counter()
         timings = Timings()
         size, limits = self.spec.size, self.settings.image_limits
-        rows = np.empty((len(items), size, size, 3), np.float32)
-        images = []
+        rows, images = [], []
         with batcher.expecting(len(items)) as submit:
-            for i, data in enumerate(items):
+            for data in items:
                 t0 = time.perf_counter()
                 image = decode_image(data, target_size=size, limits=limits)
                 t1 = time.perf_counter()
-                rows[i] = normalize(to_square_uint8(image, size), self.spec)
+                rows.append(normalize(to_square_uint8(image, size), self.spec))
                 timings.decode += t1 - t0
                 timings.preprocess += time.perf_counter() - t1
                 images.append(image if keep_image else None)

@@ -8,8 +8,10 @@ Names (``versus_`` prefix, base units, ``_total`` on counters):
 - ``versus_requests_total{route,code}`` and ``versus_request_duration_seconds{route}``;
 - ``versus_stage_duration_seconds{stage}``: decode, preprocess, queue, compute, postprocess
   (Triton's queue/compute split plus KServe's pre/predict/post split);
-- ``versus_batch_size`` (images per executed batch), ``versus_queue_depth`` (images waiting)
-  and ``versus_inflight_requests`` gauges, ``versus_rejected_requests_total{reason}``;
+- ``versus_batch_size`` (images per executed batch) and ``versus_batch_duration_seconds``
+  (the runtime's time per batch: ``rate(..._sum)`` is the fraction of time it is busy, the
+  compute utilisation), ``versus_queue_depth`` (images waiting) and
+  ``versus_inflight_requests`` gauges, ``versus_rejected_requests_total{reason}``;
 - ``versus_model_info{version,framework_version,dataset,sha256}`` = 1, and
   ``versus_model_load_seconds`` (load + warm-up of the worker's model).
 
@@ -65,6 +67,10 @@ BATCH_SIZE = Histogram(
     "versus_batch_size", "Images per batch executed by the runtime (before bucket padding).",
     LABELS, buckets=BATCH_BUCKETS,
 )
+BATCH_DURATION = Histogram(
+    "versus_batch_duration_seconds", "Seconds the runtime spent on one batch (padding included).",
+    LABELS, buckets=LATENCY_BUCKETS,
+)
 QUEUE_DEPTH = Gauge(
     "versus_queue_depth", "Images waiting in the batch queue.", LABELS,
     multiprocess_mode="livesum",
@@ -93,6 +99,7 @@ class ServiceMetrics:
         self.labels = (framework, model)
         self.stages = {stage: STAGE_DURATION.labels(*self.labels, stage) for stage in STAGES}
         self.batch_size = BATCH_SIZE.labels(*self.labels)
+        self.batch_duration = BATCH_DURATION.labels(*self.labels)
         self.queue_depth = QUEUE_DEPTH.labels(*self.labels)
         self.inflight = INFLIGHT.labels(*self.labels)
 
@@ -101,6 +108,11 @@ class ServiceMetrics:
         for stage, value in seconds.items():
             if stage in self.stages:
                 self.stages[stage].observe(value)
+
+    def observe_batch(self, images: int, seconds: float) -> None:
+        """Record one executed batch: its images and the runtime's seconds on it."""
+        self.batch_size.observe(images)
+        self.batch_duration.observe(seconds)
 
     def observe_request(self, route: str, code: int, seconds: float) -> None:
         REQUESTS.labels(*self.labels, route, str(code)).inc()

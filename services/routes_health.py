@@ -1,7 +1,9 @@
 """Operational endpoints: liveness, readiness, the model's manifest and Prometheus metrics.
 
 - ``GET /healthz``  200 while the process can answer at all (liveness: restart if not);
-- ``GET /readyz``   200 once the model is loaded *and* warmed up (with the batching setup),
+- ``GET /readyz``   200 once the model is loaded *and* warmed up (with the batching setup:
+                    the preferred batch size and the images/s per batch size it was chosen
+                    by at warm-up),
                     503 + Retry-After while loading or draining (route traffic here or not);
 - ``GET /model``    the model's manifest;
 - ``GET /metrics``  Prometheus exposition text (all workers merged).
@@ -31,10 +33,14 @@ def readyz() -> Response:
         model=engine.model_json(),
         serving={
             "max_batch_size": settings.max_batch_size,
+            "preferred_batch_size": engine.batcher.preferred_batch_size,
             "max_queue_delay_ms": settings.max_queue_delay_ms,
             "queue_size": settings.queue_size,
             "intra_op_threads": settings.threads,
             "batch_buckets": engine.batcher.buckets,
+            "images_per_s_by_batch_size": {
+                str(n): round(rate, 2) for n, rate in engine.batcher.images_per_s.items()
+            },
         },
     )
 

@@ -88,7 +88,10 @@ class ServiceSettings(_FromMapping):
     model_dir: Path | None = None
     """``models/<dataset>/<framework>/<version>/`` holding manifest.json (required)."""
     max_batch_size: int = 16
-    """Largest batch the batcher forms (Triton's max_batch_size)."""
+    """Largest batch size the runtime is warmed up for (Triton's max_batch_size)."""
+    preferred_batch_size: int | None = None
+    """Largest batch the batcher forms (Triton's preferred_batch_size) [measured at warm-up:
+    the smallest batch size within 3% of the best images/s, see services.batching]."""
     max_queue_delay_ms: float = 5.0
     """How long a batch may wait for more requests, and only while some are on their way."""
     queue_size: int = 64
@@ -115,6 +118,9 @@ class ServiceSettings(_FromMapping):
             raise ValueError(f"{ENV_PREFIX}MAX_QUEUE_DELAY_MS must be >= 0")
         if self.queue_size < self.max_batch_size:
             raise ValueError(f"{ENV_PREFIX}QUEUE_SIZE must be >= MAX_BATCH_SIZE")
+        if self.preferred_batch_size is not None and not (
+                1 <= self.preferred_batch_size <= self.max_batch_size):
+            raise ValueError(f"{ENV_PREFIX}PREFERRED_BATCH_SIZE must be in 1..MAX_BATCH_SIZE")
 
     @property
     def threads(self) -> int:

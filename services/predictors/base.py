@@ -16,8 +16,8 @@ contract is declared here, nothing implied:
 - ``warmup(max_batch_size)`` runs every batch shape serving will use (compiling jit
                      runtimes' buckets), so that no request ever pays for a compile.
 
-A predictor is built in the worker process after gunicorn forks (no runtime is fork-safe)
-and is only called from the batcher thread (plus warm-up, before serving).
+A predictor is built in the worker process after gunicorn forks (no runtime is fork-safe),
+on the batcher thread, which also warms it up and is the only thread that calls it.
 """
 
 from __future__ import annotations
@@ -86,18 +86,19 @@ class Predictor(abc.ABC):
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def buckets_for(self, max_batch_size: int) -> tuple[int, ...] | None:
+    @classmethod
+    def buckets_for(cls, max_batch_size: int) -> tuple[int, ...] | None:
         """The buckets serving up to ``max_batch_size`` needs: those below it plus the first
         that holds it (None when the runtime takes any batch size)."""
-        if self.batch_buckets is None:
+        if cls.batch_buckets is None:
             return None
-        covering = [b for b in self.batch_buckets if b >= max_batch_size]
+        covering = [b for b in cls.batch_buckets if b >= max_batch_size]
         if not covering:
             raise ValueError(
-                f"{self.framework}: max batch size {max_batch_size} exceeds the largest "
-                f"batch bucket {max(self.batch_buckets)}"
+                f"{cls.framework}: max batch size {max_batch_size} exceeds the largest "
+                f"batch bucket {max(cls.batch_buckets)}"
             )
-        return tuple(b for b in self.batch_buckets if b < max_batch_size) + (covering[0],)
+        return tuple(b for b in cls.batch_buckets if b < max_batch_size) + (covering[0],)
 
     def warmup(self, max_batch_size: int) -> None:
         """Run every batch shape serving will use: each bucket, or sizes 1 and the maximum."""

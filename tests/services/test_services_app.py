@@ -7,12 +7,15 @@ from __future__ import annotations
 import base64
 import io
 import re
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from services.app import create_app
 from services.engine import Timings
+from services.predictors import load_predictor
 from shared.manifest import Manifest
 
 CLASSES = ["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]
@@ -106,9 +109,48 @@ def test_health_ready_and_model(runtime, client) -> None:
     serving = ready.get_json()["serving"]
     assert serving["max_batch_size"] == 8 and serving["intra_op_threads"] >= 1
     assert serving["batch_buckets"] == ([1, 2, 4, 8] if runtime == "jax" else None)
+    assert list(serving["images_per_s_by_batch_size"]) == ["1", "2", "4", "8"]  # measured
+    assert serving["preferred_batch_size"] in (1, 2, 4, 8)
     manifest = Manifest.from_dict(client.get("/model").get_json())  # validates every field
     assert manifest.framework == runtime and manifest.class_names == CLASSES
     assert manifest.input.size == 32
+
+
+def test_a_configured_preferred_batch_size_is_not_measured(make_app) -> None:
+    serving = make_app(PREFERRED_BATCH_SIZE=2).test_client().get("/readyz").get_json()["serving"]
+    assert serving["preferred_batch_size"] == 2
+    assert serving["images_per_s_by_batch_size"] == {}
+
+
+@pytest.mark.parametrize("runtime", ["onnx"])
+def test_the_predictor_lives_on_the_batcher_thread(runtime, model_dirs, make_image,
+                                                   monkeypatch) -> None:
+    """Load, warm-up, calibration and every predict run on one thread, the batcher's: an
+    OpenMP runtime (torch) then has one thread team, whose spin-waits stay on."""
+    import services.engine
+
+    threads: dict[str, set[str]] = {}
+
+    def record(what: str) -> None:
+        threads.setdefault(what, set()).add(threading.current_thread().name)
+
+    def load(*args: object, **kwargs: object) -> object:
+        record("load")
+        predictor = load_predictor(*args, **kwargs)
+        inner = predictor.predict
+        predictor.predict = lambda batch: (record("predict"), inner(batch))[1]
+        return predictor
+
+    monkeypatch.setattr(services.engine, "load_predictor", load)
+    app = create_app({"FRAMEWORK": runtime, "MODEL_DIR": model_dirs(runtime),
+                      "MAX_BATCH_SIZE": 4, "INTRA_OP_THREADS": 1})
+    try:
+        response = app.test_client().post("/predict", data=make_image(1),
+                                          content_type="image/png")
+        assert response.status_code == 200
+        assert threads == {"load": {"versus-batcher"}, "predict": {"versus-batcher"}}
+    finally:
+        app.extensions["versus"].shutdown(timeout=10)
 
 
 def test_not_ready_until_started(make_app, make_image) -> None:
@@ -148,6 +190,9 @@ def test_metrics_count_requests_stages_batches(runtime, client, make_image) -> N
     for stage in ("decode", "preprocess", "queue", "compute", "postprocess"):
         assert metric(text, "versus_stage_duration_seconds_count", stage=stage, **labels) >= 3
     assert metric(text, "versus_batch_size_count", **labels) >= 3
+    assert metric(text, "versus_batch_duration_seconds_count", **labels) == metric(
+        text, "versus_batch_size_count", **labels)
+    assert metric(text, "versus_batch_duration_seconds_sum", **labels) > 0
     assert metric(text, "versus_rejected_requests_total", reason="undecodable_image",
                   **labels) >= 1
     assert metric(text, "versus_model_info", version="1", dataset="dr", **labels) == 1

@@ -1,17 +1,19 @@
-"""DynamicBatcher: batches form, results go back to their own request, buckets pad, the queue
-is bounded, a lone request is not delayed, a failing batch fails only its requests, and
-stop() drains queued work."""
+"""DynamicBatcher: batches form, results go back to their own request, buckets pad, batches
+stop at the preferred size (measured by calibrate), setup and every batch run on the batcher
+thread, the queue is bounded, a lone request is not delayed, a failing batch fails only its
+requests, and stop() drains queued work."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from services.batching import BatcherStopped, DynamicBatcher, QueueFull
+from services.batching import BatcherStopped, DynamicBatcher, QueueFull, preferred_batch_size
 
 
 class Recorder:
@@ -76,6 +78,95 @@ def test_buckets_must_cover_the_max_batch_size() -> None:
     with pytest.raises(ValueError, match="do not cover"):
         DynamicBatcher(Recorder(), max_batch_size=8, max_queue_delay_s=0, queue_size=8,
                        buckets=(1, 2, 4))
+
+
+def test_batches_hold_at_most_the_preferred_batch_size() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = make(recorder, max_batch_size=4, preferred_batch_size=2)
+    first = batcher.submit(rows(0))
+    recorder.entered.wait(5)
+    futures = batcher.submit(rows(1, 2, 3, 4, 5))
+    recorder.gate.set()
+    assert [float(f.result(5).output[0]) for f in first + futures] == [0, 12, 24, 36, 48, 60]
+    assert [s[0] for s in recorder.shapes] == [1, 2, 2, 1]
+    batcher.stop()
+
+
+def test_preferred_batch_size_must_fit_the_max_batch_size() -> None:
+    with pytest.raises(ValueError, match="preferred_batch_size=8 must be in 1..4"):
+        DynamicBatcher(Recorder(), max_batch_size=4, preferred_batch_size=8,
+                       max_queue_delay_s=0, queue_size=8)
+
+
+def test_preferred_batch_size_is_the_smallest_within_tolerance_of_the_best() -> None:
+    cpu = {1: 10.0, 2: 12.0, 4: 12.3, 8: 12.1, 16: 11.0}  # flat beyond 2, worse at 16
+    assert preferred_batch_size(cpu, tolerance=0.03) == 2
+    assert preferred_batch_size(cpu, tolerance=0.0) == 4
+    gpu = {1: 100.0, 2: 190.0, 4: 360.0, 8: 650.0, 16: 1100.0}  # bigger is better
+    assert preferred_batch_size(gpu, tolerance=0.03) == 16
+
+
+class SleepyPredict:
+    """A predict function that takes ``seconds(n)`` for a batch of n (a runtime's cost
+    curve), recording the batch sizes it was called with."""
+
+    def __init__(self, seconds: Callable[[int], float]) -> None:
+        self.seconds = seconds
+        self.sizes: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.sizes.append(len(batch))
+        time.sleep(self.seconds(len(batch)))
+        return np.zeros((len(batch), 1), np.float32)
+
+
+@pytest.mark.parametrize(("seconds", "preferred"), [
+    (lambda n: 0.02, 8),  # a GPU: one call costs the same for any batch, so the largest wins
+    (lambda n: 0.005 if n == 2 else 0.01 * n, 2),  # a CPU with a sweet spot at 2 images
+])
+def test_calibrate_measures_every_batch_size_and_prefers_the_fastest(seconds, preferred) -> None:
+    predict = SleepyPredict(seconds)
+    batcher = DynamicBatcher(predict, max_batch_size=8, max_queue_delay_s=0, queue_size=8)
+    assert batcher.calibrate(np.ones((2, 2, 3), np.float32), repeats=2) == preferred
+    assert batcher.preferred_batch_size == preferred
+    assert list(batcher.images_per_s) == [1, 2, 4, 8]
+    assert predict.sizes == [n for n in (1, 2, 4, 8) for _ in range(3)]  # 1 untimed + 2
+
+
+def test_calibration_pads_to_the_buckets_like_served_batches() -> None:
+    predict = SleepyPredict(lambda n: 0.0)
+    batcher = DynamicBatcher(predict, max_batch_size=6, max_queue_delay_s=0, queue_size=8,
+                             buckets=(1, 4, 8))
+    assert batcher.batch_sizes() == (1, 4, 6)
+    batcher.calibrate(np.ones((2, 2, 3), np.float32), repeats=1)
+    assert sorted(set(predict.sizes)) == [1, 4, 8]  # 6 images run padded to bucket 8
+
+
+def test_setup_and_every_batch_run_on_the_batcher_thread() -> None:
+    threads = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread())
+        return batch.reshape(len(batch), -1)[:, :1]
+
+    batcher = DynamicBatcher(predict, max_batch_size=2, max_queue_delay_s=0, queue_size=4)
+    batcher.start(setup=lambda: threads.append(threading.current_thread()))
+    assert len(threads) == 1  # start() returned after the setup
+    batcher.submit(rows(1))[0].result(5)
+    batcher.submit(rows(2, 3))[0].result(5)
+    assert len(threads) >= 3 and len(set(threads)) == 1
+    assert threads[0].name == "versus-batcher"
+    batcher.stop()
+
+
+def test_a_failing_setup_fails_start() -> None:
+    def setup() -> None:
+        raise OSError("model file unreadable")
+
+    batcher = DynamicBatcher(Recorder(), max_batch_size=2, max_queue_delay_s=0, queue_size=4)
+    with pytest.raises(OSError, match="model file unreadable"):
+        batcher.start(setup=setup)
 
 
 def test_full_queue_refuses_all_or_nothing() -> None:

@@ -43,6 +43,7 @@ def test_intra_op_threads_default_to_this_workers_share_of_the_cores() -> None:
     ({"VERSUS_MAX_BATCH_SIZE": "0"}, "MAX_BATCH_SIZE must be >= 1"),
     ({"VERSUS_QUEUE_SIZE": "4", "VERSUS_MAX_BATCH_SIZE": "8"}, "QUEUE_SIZE must be >="),
     ({"VERSUS_MAX_QUEUE_DELAY_MS": "-1"}, "MAX_QUEUE_DELAY_MS must be >= 0"),
+    ({"VERSUS_PREFERRED_BATCH_SIZE": "32"}, "PREFERRED_BATCH_SIZE must be in 1..MAX_BATCH"),
 ])
 def test_invalid_settings_name_the_variable(env: dict, words: str) -> None:
     with pytest.raises(ValueError, match=words):
@@ -67,12 +68,17 @@ def test_server_settings() -> None:
 
 def test_cli_flags_become_the_environment(tmp_path: Path) -> None:
     args = cli.get_args_parser().parse_args(
-        ["--framework", "jax", "--model", str(tmp_path), "--max-batch-size", "4"])
+        ["--framework", "jax", "--model", str(tmp_path), "--max-batch-size", "4",
+         "--preferred-batch-size", "2"])
     env = cli.service_environment(args)
     assert env["VERSUS_FRAMEWORK"] == "jax" and env["VERSUS_PORT"] == "8003"
     assert env["VERSUS_MODEL_DIR"] == str(tmp_path.resolve())
     assert env["VERSUS_MAX_BATCH_SIZE"] == "4" and "VERSUS_INTRA_OP_THREADS" not in env
-    assert ServiceSettings.from_env(env).max_batch_size == 4
+    settings = ServiceSettings.from_env(env)
+    assert (settings.max_batch_size, settings.preferred_batch_size) == (4, 2)
+    auto = cli.service_environment(cli.get_args_parser().parse_args(
+        ["--framework", "jax", "--model", str(tmp_path)]))
+    assert "VERSUS_PREFERRED_BATCH_SIZE" not in auto  # measured at warm-up
 
 
 def test_cli_help_states_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,7 +39,8 @@ def metric(text: str, name: str, **labels: str) -> float:
 @pytest.fixture(scope="module", params=["torch", "tensorflow", "jax", "onnx"])
 def server(request: pytest.FixtureRequest, serve):
     """One two-worker service per runtime for this module; stopped when the module ends."""
-    server = serve(request.param, WORKERS=WORKERS, MAX_BATCH_SIZE=8, MAX_QUEUE_DELAY_MS=20)
+    server = serve(request.param, WORKERS=WORKERS, MAX_BATCH_SIZE=8, PREFERRED_BATCH_SIZE=8,
+                   MAX_QUEUE_DELAY_MS=20)
     yield server
     server.stop()
 
