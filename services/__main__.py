@@ -47,7 +47,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         f"(default: {s.max_batch_size})")
     p.add_argument("--preferred-batch-size", type=int, default=s.preferred_batch_size,
                    help="dynamic batching: largest batch formed (default: the smallest size "
-                        "within 3%% of the best images/s, measured at warm-up)")
+                        "within 1%% of the best images/s, measured at warm-up)")
     p.add_argument("--max-queue-delay-ms", type=float, default=s.max_queue_delay_ms,
                    help=f"dynamic batching: longest wait to fill a batch "
                         f"(default: {s.max_queue_delay_ms})")

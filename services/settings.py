@@ -91,7 +91,7 @@ class ServiceSettings(_FromMapping):
     """Largest batch size the runtime is warmed up for (Triton's max_batch_size)."""
     preferred_batch_size: int | None = None
     """Largest batch the batcher forms (Triton's preferred_batch_size) [measured at warm-up:
-    the smallest batch size within 3% of the best images/s, see services.batching]."""
+    the smallest batch size within 1% of the best images/s, see services.batching]."""
     max_queue_delay_ms: float = 5.0
     """How long a batch may wait for more requests, and only while some are on their way."""
     queue_size: int = 64
