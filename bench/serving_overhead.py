@@ -230,12 +230,27 @@ def _delta(before: Snapshot, after: Snapshot, name: str) -> float:
     return sum(v - before.get(key, 0.0) for key, v in after.items() if key[0] == name)
 
 
-def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: float
-                 ) -> dict[str, Any]:
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of group ``pgid``
+    (the service: its launcher, gunicorn master and workers), from /proc."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # after the ")" closing the command name: state ppid pgrp ... utime stime
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: float,
+                 server_pgid: int | None = None) -> dict[str, Any]:
     """Sequential single requests (p50 latency, and p50 of latency minus the server's own
     predict time for the same request: an overhead that background load cannot skew), then
     images/s with ``clients`` concurrent keep-alive clients, with the fraction of that time
-    the runtime was busy and the mean batch size it ran."""
+    the runtime was busy, the mean batch size it ran, and the CPU cores the service and the
+    clients (this process) used meanwhile."""
     client = Client(port)
     for _ in range(5):
         client.predict(body)
@@ -250,6 +265,8 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
             done[i] += 1
 
     before = scrape(f"http://127.0.0.1:{port}")
+    server_cpu = group_cpu_seconds(server_pgid) if server_pgid else 0.0
+    client_cpu = time.process_time()
     started = time.perf_counter()
     threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -257,13 +274,18 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    if server_pgid:
+        server_cpu = group_cpu_seconds(server_pgid) - server_cpu
     after = scrape(f"http://127.0.0.1:{port}")
     batches = _delta(before, after, "versus_batch_size_count")
     return {"http_p50_ms": statistics.median(lat for lat, _ in samples),
             "paired_overhead_ms": statistics.median(lat - comp for lat, comp in samples),
             "http_images_per_s": sum(done) / elapsed,
             "runtime_busy": _delta(before, after, "versus_batch_duration_seconds_sum") / elapsed,
-            "mean_batch": _delta(before, after, "versus_batch_size_sum") / max(batches, 1)}
+            "mean_batch": _delta(before, after, "versus_batch_size_sum") / max(batches, 1),
+            "server_cpu_cores": server_cpu / elapsed if server_pgid else None,
+            "client_cpu_cores": client_cpu / elapsed}
 
 
 def in_process(runtime: str, model_dir: Path, threads: int, args: argparse.Namespace
@@ -295,7 +317,7 @@ def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> di
             rounds.append({
                 **in_process(runtime, model_dir, threads, args),
                 **measure_http(port, test_image(args.image_size), args.requests,
-                               args.clients, args.seconds),
+                               args.clients, args.seconds, service.process.pid),
             })
     finally:
         service.stop()
@@ -307,6 +329,8 @@ def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> di
         "preferred_batch_size": serving.get("preferred_batch_size"),
         "service_images_per_s_by_batch": serving.get("images_per_s_by_batch_size"),
         "runtime_busy": busiest["runtime_busy"], "mean_batch": busiest["mean_batch"],
+        "server_cpu_cores": busiest["server_cpu_cores"],
+        "client_cpu_cores": busiest["client_cpu_cores"],
         "predict_p50_ms": min(r["predict_p50_ms"] for r in rounds),
         "http_p50_ms": min(r["http_p50_ms"] for r in rounds),
         "paired_overhead_ms": min(r["paired_overhead_ms"] for r in rounds),
@@ -326,8 +350,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "",
         "| runtime | predict p50 ms | HTTP p50 ms | overhead ms | paired overhead ms "
         "| best in-process img/s (batch) | HTTP img/s | efficiency | runtime busy "
-        "| mean batch (preferred) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mean batch (preferred) | CPU cores: service + clients |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
@@ -335,14 +359,16 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{r['overhead_ms']:.1f} | {r['paired_overhead_ms']:.1f} | "
             f"{r['best_images_per_s']:.1f} ({r['best_batch']}) | "
             f"{r['http_images_per_s']:.1f} | {r['efficiency']:.2f} | "
-            f"{r['runtime_busy']:.2f} | {r['mean_batch']:.1f} ({r['preferred_batch_size']}) |")
+            f"{r['runtime_busy']:.2f} | {r['mean_batch']:.1f} ({r['preferred_batch_size']}) | "
+            f"{r['server_cpu_cores']:.2f} + {r['client_cpu_cores']:.2f} |")
     lines += ["", f"Targets: overhead <= {OVERHEAD_TARGET_MS} ms, efficiency >= "
                   f"{EFFICIENCY_TARGET}. Overhead = HTTP p50 - in-process predict p50; paired "
                   "overhead = p50 over requests of (HTTP latency - the server's compute time "
                   f"for that request). Best of {args.rounds} alternating rounds. Runtime busy "
                   "= the service's batch compute seconds / wall seconds with "
                   f"{args.clients} clients; preferred = the batch size the service measured "
-                  "as its best at warm-up."]
+                  "as its best at warm-up; CPU cores = CPU seconds / wall seconds of the "
+                  "service's processes and of the client threads in that phase."]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ measures in-process and over HTTP, and reports overhead and efficiency."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,4 +33,8 @@ def test_serving_overhead_runs_on_a_tiny_model(tmp_path: Path, subprocess_env) -
     assert row["http_images_per_s"] > 0 and row["efficiency"] > 0
     assert row["overhead_ms"] == pytest.approx(row["http_p50_ms"] - row["predict_p50_ms"])
     assert 0 < row["paired_overhead_ms"] < row["http_p50_ms"] and len(row["rounds"]) == 1
+    assert 0 < row["runtime_busy"] <= 1.05 and row["mean_batch"] >= 1
+    # the service (gunicorn worker) worked during the concurrent phase, and so did the clients
+    assert 0 < row["server_cpu_cores"] <= os.cpu_count() + 0.5
+    assert 0 < row["client_cpu_cores"] <= os.cpu_count() + 0.5
     assert "| onnx |" in (out / "serving_overhead.md").read_text()
