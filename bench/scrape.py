@@ -71,7 +71,8 @@ def _delta(before: Snapshot, after: Snapshot, name: str, **match: str
     return result
 
 
-def _total(before: Snapshot, after: Snapshot, name: str, **match: str) -> float:
+def total_growth(before: Snapshot, after: Snapshot, name: str, **match: str) -> float:
+    """How much the series of ``name`` matching ``match`` grew in all, between two scrapes."""
     return sum(_delta(before, after, name, **match).values())
 
 
@@ -113,8 +114,8 @@ def server_delta(before: Snapshot, after: Snapshot) -> dict[str, Any]:
     """What the server did between two scrapes (see the module doc for the fields)."""
     stages = {}
     for stage in STAGES:
-        count = _total(before, after, STAGE_METRIC + "_count", stage=stage)
-        total = _total(before, after, STAGE_METRIC + "_sum", stage=stage)
+        count = total_growth(before, after, STAGE_METRIC + "_count", stage=stage)
+        total = total_growth(before, after, STAGE_METRIC + "_sum", stage=stage)
         stages[stage] = _mean(total, count, MS_PER_S)
     inference_sum = inference_count = 0.0
     for labels, value in _delta(before, after, REQUEST_METRIC + "_count").items():
@@ -132,7 +133,7 @@ def server_delta(before: Snapshot, after: Snapshot) -> dict[str, Any]:
     for labels, value in _delta(before, after, REJECTED_TOTAL).items():
         if value:
             rejected[dict(labels).get("reason", "?")] += value
-    batches = _total(before, after, BATCH_METRIC + "_count")
+    batches = total_growth(before, after, BATCH_METRIC + "_count")
     return {
         "stages_ms": stages,
         "request_ms": {
@@ -142,7 +143,7 @@ def server_delta(before: Snapshot, after: Snapshot) -> dict[str, Any]:
         },
         "inference_requests": inference_count,
         "batches": batches,
-        "avg_batch_size": _mean(_total(before, after, BATCH_METRIC + "_sum"), batches),
+        "avg_batch_size": _mean(total_growth(before, after, BATCH_METRIC + "_sum"), batches),
         "requests_by_code": dict(by_code),
         "rejected_by_reason": dict(rejected),
     }

@@ -45,7 +45,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from bench.scrape import Snapshot, scrape
+from bench.environment import tree_cpu_seconds
+from bench.scrape import scrape, total_growth
 from bench.services import ServiceSettings, start_service
 from shared.datasets import get_dataset_spec
 from shared.imaging import IMAGENET_MEAN, IMAGENET_STD
@@ -225,27 +226,8 @@ class Client:
         return latency_ms, json.loads(payload)["timings_ms"]["compute"]
 
 
-def _delta(before: Snapshot, after: Snapshot, name: str) -> float:
-    """How much the samples called ``name`` (all series summed) grew between two scrapes."""
-    return sum(v - before.get(key, 0.0) for key, v in after.items() if key[0] == name)
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of group ``pgid``
-    (the service: its launcher, gunicorn master and workers), from /proc."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:  # after the ")" closing the command name: state ppid pgrp ... utime stime
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
-            continue
-        if int(fields[2]) == pgid:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: float,
-                 server_pgid: int | None = None) -> dict[str, Any]:
+                 server_pid: int | None = None) -> dict[str, Any]:
     """Sequential single requests (p50 latency, and p50 of latency minus the server's own
     predict time for the same request: an overhead that background load cannot skew), then
     images/s with ``clients`` concurrent keep-alive clients, with the fraction of that time
@@ -265,7 +247,7 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
             done[i] += 1
 
     before = scrape(f"http://127.0.0.1:{port}")
-    server_cpu = group_cpu_seconds(server_pgid) if server_pgid else 0.0
+    server_cpu = (tree_cpu_seconds(server_pid) or 0.0) if server_pid else 0.0
     client_cpu = time.process_time()
     started = time.perf_counter()
     threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
@@ -275,16 +257,17 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
         t.join()
     elapsed = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
-    if server_pgid:
-        server_cpu = group_cpu_seconds(server_pgid) - server_cpu
+    if server_pid:
+        server_cpu = (tree_cpu_seconds(server_pid) or 0.0) - server_cpu
     after = scrape(f"http://127.0.0.1:{port}")
-    batches = _delta(before, after, "versus_batch_size_count")
+    batches = total_growth(before, after, "versus_batch_size_count")
+    busy_s = total_growth(before, after, "versus_batch_duration_seconds_sum")
     return {"http_p50_ms": statistics.median(lat for lat, _ in samples),
             "paired_overhead_ms": statistics.median(lat - comp for lat, comp in samples),
             "http_images_per_s": sum(done) / elapsed,
-            "runtime_busy": _delta(before, after, "versus_batch_duration_seconds_sum") / elapsed,
-            "mean_batch": _delta(before, after, "versus_batch_size_sum") / max(batches, 1),
-            "server_cpu_cores": server_cpu / elapsed if server_pgid else None,
+            "runtime_busy": busy_s / elapsed,
+            "mean_batch": total_growth(before, after, "versus_batch_size_sum") / max(batches, 1),
+            "server_cpu_cores": server_cpu / elapsed if server_pid else None,
             "client_cpu_cores": client_cpu / elapsed}
 
 
