@@ -165,16 +165,19 @@ class InferenceEngine:
                  self.batcher.preferred_batch_size, self.batcher.images_per_s or "not measured")
 
     def _prepare_runtime(self, example: np.ndarray) -> None:
-        """On the batcher thread, the runtime's only one: load, warm up, calibrate."""
+        """On the batcher thread, the runtime's only one: load, then warm up. Calibration runs
+        every batch shape the predictor's own warm-up would (each bucket, or 1 and the
+        maximum, among others), untimed first, so it *is* the warm-up when it runs."""
         assert self.batcher is not None
         s = self.settings
         if self.predictor is None:
             self.predictor = load_predictor(
                 self.framework, self.model_dir, self.manifest, threads=s.threads
             )
-        self.predictor.warmup(s.max_batch_size)
         if s.preferred_batch_size is None:
             self.batcher.calibrate(example)
+        else:
+            self.predictor.warmup(s.max_batch_size)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         """The batcher's predict (the predictor is loaded on the batcher thread)."""

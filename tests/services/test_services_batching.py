@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from services.batching import BatcherStopped, DynamicBatcher, QueueFull, preferred_batch_size
+from services.predictors.base import Predictor
 
 
 class Recorder:
@@ -141,6 +142,22 @@ def test_calibration_pads_to_the_buckets_like_served_batches() -> None:
     assert batcher.batch_sizes() == (1, 4, 6)
     batcher.calibrate(np.ones((2, 2, 3), np.float32), repeats=1)
     assert sorted(set(predict.sizes)) == [1, 4, 8]  # 6 images run padded to bucket 8
+
+
+@pytest.mark.parametrize("max_batch_size, buckets", [(6, (1, 4, 8)), (6, None), (16, None),
+                                                     (8, (1, 2, 4, 8, 16))])
+def test_calibration_runs_every_shape_the_predictor_warm_up_would(max_batch_size, buckets):
+    """The engine skips Predictor.warmup when it calibrates: calibration must cover it."""
+
+    class Runtime(Predictor):
+        batch_buckets = buckets
+
+    predict = SleepyPredict(lambda n: 0.0)
+    batcher = DynamicBatcher(predict, max_batch_size=max_batch_size, max_queue_delay_s=0,
+                             queue_size=16, buckets=Runtime.buckets_for(max_batch_size))
+    batcher.calibrate(np.ones((2, 2, 3), np.float32), repeats=1)
+    warm_up = Runtime.buckets_for(max_batch_size) or {1, max_batch_size}
+    assert set(warm_up) <= set(predict.sizes)
 
 
 def test_setup_and_every_batch_run_on_the_batcher_thread() -> None:
