@@ -12,7 +12,7 @@ services:
 - ``sizes``: the image-size sweep (the BloodMNIST framework paper's question): a randomly
   initialised model of the manifest's architecture at 28, 64, 128 and 224 px, ms per image
   at batch 1 and images/s at a fixed batch. Random weights time exactly like trained ones in
-  fp32; the artifacts come from ``bench.serving_overhead.write_artifacts`` (one seeded torch
+  fp32; the artifacts come from ``bench.artifacts.write_artifacts`` (one seeded torch
   init ported to every framework) and are cached between runs.
 
 Timing: warm-up calls excluded, then ``repeats`` repeats of at least ``min_time_s`` (and
@@ -111,7 +111,7 @@ def size_dir(cache: Path, stage_sizes: Sequence[int], size: int, dataset: str,
 def build_size_artifacts(manifest_dir: Path, sizes: Sequence[int], cache: Path,
                          frameworks: Sequence[str]) -> dict[str, Any]:
     """Random-init artifacts of the manifest's architecture at every size (cached)."""
-    from bench.serving_overhead import write_artifacts
+    from bench.artifacts import write_artifacts
     from shared.manifest import read_manifest
     from training.models import parse_stage_sizes
 

@@ -18,10 +18,7 @@ from the service's own metrics over the concurrent phase: the fraction of the ti
 runtime was busy (``versus_batch_duration_seconds``), the mean batch it ran, and the
 preferred batch size it measured at warm-up (``/readyz``).
 
-The artifacts come from :func:`write_artifacts`: one seeded torch initialisation
-(``training.parity.random_state_dict``) ported to Keras and Flax and exported to ONNX, each in
-the real layout ``<root>/<dataset>/<framework>/<version>/`` with a valid manifest. The test
-suite uses the same function for its tiny models.
+The artifacts come from ``bench.artifacts.write_artifacts``.
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,120 +42,13 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
+from bench.artifacts import RUNTIMES, write_artifacts
 from bench.environment import tree_cpu_seconds
 from bench.scrape import scrape, total_growth
 from bench.services import ServiceSettings, start_service
-from shared.datasets import get_dataset_spec
-from shared.imaging import IMAGENET_MEAN, IMAGENET_STD
-from shared.manifest import InputSpec, Manifest, write_manifest
-from training.models import RESNET50, architecture_dict, parse_stage_sizes
+from training.models import parse_stage_sizes
 
-RUNTIMES = ("torch", "tensorflow", "jax", "onnx")
 REPO = Path(__file__).resolve().parents[1]
-
-# ---------------------------------------------------------------------- artifacts
-
-State = dict[str, np.ndarray]
-Written = tuple[str, str, int]
-"""(file name, framework version, trainable parameter count)."""
-Writer = Callable[[State, Path, tuple[int, ...], int, int, int], Written]
-"""(numpy state dict, model_dir, stage_sizes, num_classes, image_size, seed) -> Written."""
-
-
-def _write_torch(state: State, model_dir: Path, stages: tuple[int, ...], classes: int,
-                 size: int, seed: int) -> Written:
-    import torch
-
-    from training.models.torch_resnet import build_torch_resnet, torch_parameter_count
-    from training.porting import state_dict_to_torch
-
-    model = build_torch_resnet(classes, stages)
-    state_dict_to_torch(state, model)
-    torch.save(model.state_dict(), model_dir / "model.pt")
-    return "model.pt", torch.__version__, torch_parameter_count(model)
-
-
-def _write_tensorflow(state: State, model_dir: Path, stages: tuple[int, ...], classes: int,
-                      size: int, seed: int) -> Written:
-    import tensorflow as tf
-
-    from training.models.keras_resnet import build_keras_resnet, keras_parameter_count
-    from training.porting import state_dict_to_keras
-
-    model = build_keras_resnet(classes, size, stages)
-    state_dict_to_keras(state, model)
-    model.save(model_dir / "model.keras")
-    return "model.keras", tf.__version__, keras_parameter_count(model)
-
-
-def _write_jax(state: State, model_dir: Path, stages: tuple[int, ...], classes: int,
-               size: int, seed: int) -> Written:
-    import jax
-
-    from training.models.flax_resnet import (
-        build_flax_resnet,
-        flax_parameter_count,
-        init_variables,
-        save_flax_variables,
-    )
-    from training.porting import state_dict_to_flax
-
-    model = build_flax_resnet(classes, stages)
-    variables = state_dict_to_flax(state, init_variables(model, size, seed))
-    save_flax_variables(model_dir / "params.msgpack", variables)
-    return "params.msgpack", jax.__version__, flax_parameter_count(model, size)
-
-
-def _write_onnx(state: State, model_dir: Path, stages: tuple[int, ...], classes: int,
-                size: int, seed: int) -> Written:
-    import onnxruntime
-
-    from training.models.torch_resnet import build_torch_resnet, torch_parameter_count
-    from training.onnx_export import export_onnx
-    from training.porting import state_dict_to_torch
-
-    model = build_torch_resnet(classes, stages)
-    state_dict_to_torch(state, model)
-    export_onnx(model, model_dir / "model.onnx", image_size=size)
-    return "model.onnx", onnxruntime.__version__, torch_parameter_count(model)
-
-
-WRITERS: dict[str, Writer] = {
-    "torch": _write_torch, "tensorflow": _write_tensorflow, "jax": _write_jax,
-    "onnx": _write_onnx,
-}
-
-
-def write_artifacts(
-    root: Path, *, dataset: str, stage_sizes: Sequence[int] = RESNET50, image_size: int = 224,
-    seed: int = 0, version: str = "1", runtimes: Sequence[str] = RUNTIMES,
-) -> dict[str, Path]:
-    """Write ``<root>/<dataset>/<runtime>/<version>/`` for each runtime from one seeded torch
-    init, with manifests; returns {runtime: model_dir}."""
-    from training.parity import random_state_dict
-
-    spec = get_dataset_spec(dataset)
-    stages = parse_stage_sizes(stage_sizes)
-    state = random_state_dict(stages, len(spec.class_names), seed)
-    dirs = {}
-    for runtime in runtimes:
-        model_dir = Path(root) / dataset / runtime / version
-        model_dir.mkdir(parents=True, exist_ok=True)
-        file_name, framework_version, params = WRITERS[runtime](
-            state, model_dir, stages, len(spec.class_names), image_size, seed)
-        manifest = Manifest.for_model_file(
-            model_dir, file_name, dataset=dataset, task=spec.task,
-            class_names=list(spec.class_names), framework=runtime,
-            framework_version=framework_version, architecture=architecture_dict(stages),
-            input=InputSpec(size=image_size, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
-            parameter_count=params,
-            training={"epochs": 0, "seed": seed, "init": "random"},
-            provenance={"ported_from": "torch", "source": "training.parity.random_state_dict"},
-        )
-        write_manifest(model_dir, manifest)
-        dirs[runtime] = model_dir
-    return dirs
-
 
 # ---------------------------------------------------------------------- measurement
 
