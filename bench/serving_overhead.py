@@ -1,24 +1,29 @@
 """Serving overhead of the versus services: what HTTP + Flask + batching cost on top of the
 runtime itself, per runtime, with ResNet-50 (random init) at 224 px on this machine's CPU.
 
-    python -m bench.serving_overhead [--runtimes torch,onnx] [--requests 50] [--out reports/]
+    python -m bench.serving_overhead [--runtimes torch,onnx] [--rounds 4] [--out reports/]
 
-For each runtime, one at a time (no two runtimes compete for the cores):
+For each runtime, one at a time (no two runtimes compete for the cores), a real gunicorn
+service (``python -m services``) and an in-process child holding the same artifact's
+predictor are started, loaded and warmed up; then they take turns on the otherwise idle
+cores, the in-process phases bracketing the HTTP ones:
 
-1. in-process: p50 of ``predictor.predict`` on one image, and the best images/s over batch
-   sizes 1..max_batch_size (the runtime's ceiling);
-2. a real gunicorn service (``python -m services``) on loopback: p50 of sequential single
-   ``POST /predict`` requests, and images/s with ``--clients`` concurrent clients;
+    in-process, HTTP, in-process, HTTP, ..., HTTP, in-process        (``--rounds`` HTTP phases)
 
-alternating for ``--rounds`` rounds, keeping each figure's best round. Reported: overhead =
-HTTP p50 - in-process p50 (target <= 5 ms), the same paired per request against the
-server's own compute time (robust to background load), and serving efficiency = HTTP
-images/s / best in-process images/s (target >= 0.9). What explains an efficiency below 1,
-from the service's own metrics over the concurrent phase: the fraction of the time its
-runtime was busy (``versus_batch_duration_seconds``), the mean batch it ran, and the
-preferred batch size it measured at warm-up (``/readyz``).
+- in-process: p50 of one single-image ``predictor.predict``, and images/s at every batch
+  size the service's batcher can run (the runtime's ceiling at that size);
+- HTTP: p50 of sequential single ``POST /predict`` requests, and of each one's latency minus
+  the server's own compute time for it; then images/s with ``--clients`` concurrent
+  keep-alive clients, with the service's own metrics over that phase: the fraction of the
+  time its runtime was busy (``versus_batch_duration_seconds``) and the mean batch it ran,
+  and the CPU cores the service and the clients used.
 
-The artifacts come from ``bench.artifacts.write_artifacts``.
+The estimators are built for a shared machine whose speed drifts by 10-20% within minutes
+(:func:`summarize`): the reference batch size is the one with the best median images/s over
+all in-process phases; each HTTP phase is compared with the mean of the two in-process
+phases around it (a linear drift cancels), giving one efficiency (HTTP images/s / in-process
+images/s at the reference batch, target >= 0.9) and one overhead (HTTP p50 - predict p50,
+target <= 5 ms) per round; the report gives their medians over rounds and the range.
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -49,13 +54,12 @@ from bench.services import ServiceSettings, start_service
 from training.models import parse_stage_sizes
 
 REPO = Path(__file__).resolve().parents[1]
-
-# ---------------------------------------------------------------------- measurement
-
 OVERHEAD_TARGET_MS = 5.0
 EFFICIENCY_TARGET = 0.9
 READY_DEADLINE_S = 900.0
 """Load + warm-up of ResNet-50 (JAX compiles every batch bucket) on a busy 2-core machine."""
+RESULT_MARKER = "IN_PROCESS "
+"""Prefix of the in-process child's result lines (runtimes may print to stdout too)."""
 
 
 def cpu_cores() -> int:
@@ -70,11 +74,14 @@ def test_image(size: int, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def measure_in_process(runtime: str, model_dir: Path, threads: int, max_batch: int,
-                       repeats: int) -> dict[str, Any]:
-    """p50 of one single-image predict, and images/s per batch size with the main bench's
-    timing (``bench.inprocess.time_batches``); runs in a child process, so that each runtime
-    starts clean and owns the cores alone."""
+# ---------------------------------------------------------------------- in-process child
+
+def serve_in_process(runtime: str, model_dir: Path, threads: int, max_batch: int,
+                     requests: int, batch_seconds: float, commands: IO[str]) -> None:
+    """Child mode: load and warm up the predictor, then print one result line per line read
+    from ``commands`` (until EOF): p50 of ``requests`` single-image predicts and images/s at
+    each batch size the service's batcher runs, each timed for ``batch_seconds``, with the
+    main bench's timing (``bench.inprocess.time_batches``)."""
     from bench.inprocess import time_batches
     from services.predictors import load_predictor
 
@@ -83,20 +90,64 @@ def measure_in_process(runtime: str, model_dir: Path, threads: int, max_batch: i
     size = predictor.image_size
     inputs = np.random.default_rng(0).standard_normal((max_batch, size, size, 3))
     inputs = inputs.astype(np.float32)
-    # ~``repeats`` calls in all (time_batches makes at least 3 per repeat)
-    single = time_batches(predictor.predict, inputs, 1, max(1, repeats // 3), min_time_s=0.0)
     sizes = predictor.buckets_for(max_batch) or sorted(
-        {b for b in (1, 2, 4, 8, 16, 32) if b < max_batch} | {max_batch})
-    throughput = {  # for a bucketed runtime, exactly the shapes its batcher runs
-        n: time_batches(predictor.predict, inputs, n, repeats=2, min_time_s=1.0)[
-            "images_per_s"]["median"]
-        for n in sizes
-    }
-    return {"predict_p50_ms": single["ms_per_batch"]["median"],
-            "images_per_s_by_batch": throughput,
-            "best_images_per_s": max(throughput.values()),
-            "best_batch": max(throughput, key=throughput.get)}
+        {2**k for k in range(max_batch.bit_length()) if 2**k < max_batch} | {max_batch})
+    print(RESULT_MARKER + json.dumps({"ready": True}), flush=True)
+    for _ in commands:
+        single = time_batches(predictor.predict, inputs, 1, max(1, requests // 3),
+                              min_time_s=0.0)  # ~``requests`` calls (>= 3 per repeat)
+        by_batch = {n: time_batches(predictor.predict, inputs, n, repeats=1,
+                                    min_time_s=batch_seconds)["images_per_s"]["median"]
+                    for n in sizes}
+        print(RESULT_MARKER + json.dumps({"predict_p50_ms": single["ms_per_batch"]["median"],
+                                          "images_per_s_by_batch": by_batch}), flush=True)
 
+
+class InProcess:
+    """The parent's handle on a :func:`serve_in_process` child: a fresh process per runtime,
+    so that each starts clean, loaded once and measured on demand; idle (blocked on its
+    stdin) while the service is measured."""
+
+    def __init__(self, runtime: str, model_dir: Path, threads: int, args: argparse.Namespace,
+                 log: Path) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.serving_overhead", "--in-process", runtime,
+             "--model-dir", str(model_dir), "--threads", str(threads),
+             "--max-batch-size", str(args.max_batch_size), "--requests", str(args.requests),
+             "--batch-seconds", str(args.batch_seconds)],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+        )
+        self._result()  # loaded and warm
+
+    def _result(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(RESULT_MARKER):
+                return json.loads(line.removeprefix(RESULT_MARKER))
+        raise RuntimeError(f"in-process child exited with {self.process.wait()}; "
+                           f"see {self._log.name}")
+
+    def measure(self) -> dict[str, Any]:
+        """One in-process phase (see :func:`serve_in_process`)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("measure\n")
+        self.process.stdin.flush()
+        return self._result()
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+# ---------------------------------------------------------------------- HTTP
 
 class Client:
     """A keep-alive HTTP/1.1 connection posting raw JPEG bodies to /predict."""
@@ -161,87 +212,112 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
             "client_cpu_cores": client_cpu / elapsed}
 
 
-def in_process(runtime: str, model_dir: Path, threads: int, args: argparse.Namespace
-               ) -> dict[str, Any]:
-    """:func:`measure_in_process` in a fresh child process."""
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.serving_overhead", "--in-process", runtime,
-         "--model-dir", str(model_dir), "--threads", str(threads),
-         "--max-batch-size", str(args.max_batch_size), "--requests", str(args.requests)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-        text=True, check=True,
-    )
-    return json.loads(child.stdout.strip().splitlines()[-1])
+# ---------------------------------------------------------------------- estimators
+
+def summarize(in_process: Sequence[Mapping[str, Any]], http: Sequence[Mapping[str, Any]]
+              ) -> dict[str, Any]:
+    """Per-round and median figures from ``len(http) + 1`` in-process phases bracketing the
+    HTTP phases (in-process ``k`` and ``k + 1`` surround HTTP ``k``).
+
+    The reference batch size is the one with the best median in-process images/s over all
+    phases (a maximum over noisy sizes per phase would pick each phase's luckiest one); HTTP
+    phase ``k`` is compared with the mean of its two neighbours, so a machine that slows down
+    or speeds up steadily across a round does not bias the ratio."""
+    if len(in_process) != len(http) + 1 or not http:
+        raise ValueError(f"need one more in-process phase than HTTP phases (>= 1), got "
+                         f"{len(in_process)} and {len(http)}")
+    sizes = list(in_process[0]["images_per_s_by_batch"])
+    by_batch = {n: statistics.median(p["images_per_s_by_batch"][n] for p in in_process)
+                for n in sizes}
+    reference = max(sizes, key=by_batch.__getitem__)
+    rounds = []
+    for k, phase in enumerate(http):
+        around = in_process[k:k + 2]
+        ceiling = statistics.mean(p["images_per_s_by_batch"][reference] for p in around)
+        predict_p50 = statistics.mean(p["predict_p50_ms"] for p in around)
+        rounds.append({
+            "in_process_images_per_s": ceiling, "predict_p50_ms": predict_p50,
+            "efficiency": phase["http_images_per_s"] / ceiling,
+            "overhead_ms": phase["http_p50_ms"] - predict_p50,
+            **phase,
+        })
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    efficiencies = [r["efficiency"] for r in rounds]
+    return {
+        "reference_batch": int(reference),
+        "in_process_images_per_s_by_batch": {int(n): v for n, v in by_batch.items()},
+        **{key: median(key) for key in (
+            "in_process_images_per_s", "http_images_per_s", "efficiency", "predict_p50_ms",
+            "http_p50_ms", "overhead_ms", "paired_overhead_ms", "runtime_busy", "mean_batch",
+            "server_cpu_cores", "client_cpu_cores")},
+        "efficiency_range": [min(efficiencies), max(efficiencies)],
+        "rounds": rounds,
+    }
 
 
 def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Alternate in-process and HTTP measurements for ``args.rounds`` rounds (the idle
-    service stays up meanwhile) and keep each figure's best round: on a shared machine,
-    the least disturbed measurement is the closest to the truth."""
+    """Start the service and the in-process child for ``runtime``, alternate their phases
+    (both stay loaded and idle meanwhile) and :func:`summarize`."""
     threads = args.threads or cpu_cores()
     settings = ServiceSettings(workers=1, intra_op_threads=threads,
                                max_batch_size=args.max_batch_size)
     service = start_service(runtime, model_dir, args.workdir, settings)
-    rounds = []
+    child = None
     try:
         service.wait_ready(READY_DEADLINE_S)
         port = urlsplit(service.url).port
+        child = InProcess(runtime, model_dir, threads, args,
+                          args.workdir / f"in-process-{runtime}.log")
+        body = test_image(args.image_size)
+        in_process, http = [child.measure()], []
         for _ in range(args.rounds):
-            rounds.append({
-                **in_process(runtime, model_dir, threads, args),
-                **measure_http(port, test_image(args.image_size), args.requests,
-                               args.clients, args.seconds, service.process.pid),
-            })
+            http.append(measure_http(port, body, args.requests, args.clients, args.seconds,
+                                     service.process.pid))
+            in_process.append(child.measure())
     finally:
+        if child is not None:
+            child.close()
         service.stop()
-    best = max(rounds, key=lambda r: r["best_images_per_s"])
-    busiest = max(rounds, key=lambda r: r["http_images_per_s"])
     serving = service.readyz.get("serving", {})
-    result = {
-        "runtime": runtime, "threads": threads,
-        "preferred_batch_size": serving.get("preferred_batch_size"),
-        "service_images_per_s_by_batch": serving.get("images_per_s_by_batch_size"),
-        "runtime_busy": busiest["runtime_busy"], "mean_batch": busiest["mean_batch"],
-        "server_cpu_cores": busiest["server_cpu_cores"],
-        "client_cpu_cores": busiest["client_cpu_cores"],
-        "predict_p50_ms": min(r["predict_p50_ms"] for r in rounds),
-        "http_p50_ms": min(r["http_p50_ms"] for r in rounds),
-        "paired_overhead_ms": min(r["paired_overhead_ms"] for r in rounds),
-        "best_images_per_s": best["best_images_per_s"], "best_batch": best["best_batch"],
-        "http_images_per_s": max(r["http_images_per_s"] for r in rounds),
-        "rounds": rounds,
-    }
-    result["overhead_ms"] = result["http_p50_ms"] - result["predict_p50_ms"]
-    result["efficiency"] = result["http_images_per_s"] / result["best_images_per_s"]
-    return result
+    return {"runtime": runtime, "threads": threads,
+            "preferred_batch_size": serving.get("preferred_batch_size"),
+            "service_images_per_s_by_batch": serving.get("images_per_s_by_batch_size"),
+            **summarize(in_process, http), "in_process": in_process}
 
 
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"ResNet-50 (random init), {args.image_size} px, {cpu_cores()} CPU cores, "
-        f"max batch {args.max_batch_size}, {args.clients} concurrent clients",
+        f"max batch {args.max_batch_size}, {args.clients} concurrent clients, "
+        f"{args.rounds} rounds",
         "",
         "| runtime | predict p50 ms | HTTP p50 ms | overhead ms | paired overhead ms "
-        "| best in-process img/s (batch) | HTTP img/s | efficiency | runtime busy "
+        "| in-process img/s (batch) | HTTP img/s | efficiency (range) | runtime busy "
         "| mean batch (preferred) | CPU cores: service + clients |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        low, high = r["efficiency_range"]
         lines.append(
             f"| {r['runtime']} | {r['predict_p50_ms']:.1f} | {r['http_p50_ms']:.1f} | "
             f"{r['overhead_ms']:.1f} | {r['paired_overhead_ms']:.1f} | "
-            f"{r['best_images_per_s']:.1f} ({r['best_batch']}) | "
-            f"{r['http_images_per_s']:.1f} | {r['efficiency']:.2f} | "
+            f"{r['in_process_images_per_s']:.1f} ({r['reference_batch']}) | "
+            f"{r['http_images_per_s']:.1f} | {r['efficiency']:.2f} ({low:.2f}-{high:.2f}) | "
             f"{r['runtime_busy']:.2f} | {r['mean_batch']:.1f} ({r['preferred_batch_size']}) | "
             f"{r['server_cpu_cores']:.2f} + {r['client_cpu_cores']:.2f} |")
     lines += ["", f"Targets: overhead <= {OVERHEAD_TARGET_MS} ms, efficiency >= "
-                  f"{EFFICIENCY_TARGET}. Overhead = HTTP p50 - in-process predict p50; paired "
-                  "overhead = p50 over requests of (HTTP latency - the server's compute time "
-                  f"for that request). Best of {args.rounds} alternating rounds. Runtime busy "
-                  "= the service's batch compute seconds / wall seconds with "
-                  f"{args.clients} clients; preferred = the batch size the service measured "
-                  "as its best at warm-up; CPU cores = CPU seconds / wall seconds of the "
-                  "service's processes and of the client threads in that phase."]
+                  f"{EFFICIENCY_TARGET}. Medians over rounds, each HTTP phase against the mean "
+                  "of the in-process phases before and after it. Overhead = HTTP p50 - "
+                  "in-process predict p50; paired overhead = p50 over requests of (HTTP "
+                  "latency - the server's compute time for that request). Efficiency = HTTP "
+                  "images/s / in-process images/s at the batch size with the best median "
+                  f"in-process images/s. Runtime busy = the service's batch compute seconds / "
+                  f"wall seconds with {args.clients} clients; preferred = the batch size the "
+                  "service measured as its best at warm-up; CPU cores = CPU seconds / wall "
+                  "seconds of the service's processes and of the client threads."]
     return "\n".join(lines)
 
 
@@ -254,13 +330,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-sizes", default="resnet50", help="architecture (default: resnet50)")
     p.add_argument("--max-batch-size", type=int, default=16, help="(default: 16)")
     p.add_argument("--clients", type=int, default=16, help="concurrent clients (default: 16)")
-    p.add_argument("--seconds", type=float, default=15.0,
-                   help="duration of the concurrent phase (default: 15)")
+    p.add_argument("--seconds", type=float, default=10.0,
+                   help="duration of each concurrent HTTP phase (default: 10)")
+    p.add_argument("--batch-seconds", type=float, default=1.0,
+                   help="in-process timing per batch size per phase (default: 1)")
     p.add_argument("--requests", type=int, default=30,
-                   help="timed single requests / predicts (default: 30)")
+                   help="timed single requests / predicts per phase (default: 30)")
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
-    p.add_argument("--rounds", type=int, default=2,
-                   help="alternating in-process/HTTP rounds, best kept (default: 2)")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="HTTP phases, each between two in-process ones (default: 4)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "versus-bench",
                    help="artifacts and logs, reused between runs (default: $TMPDIR/versus-bench)")
     p.add_argument("--out", type=Path, default=REPO / "reports",
@@ -272,9 +350,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
-    if args.in_process:  # child mode: one runtime's in-process numbers as one JSON line
-        print(json.dumps(measure_in_process(args.in_process, args.model_dir, args.threads,
-                                            args.max_batch_size, args.requests)))
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
+    if args.in_process:  # child mode, driven by the parent over stdin/stdout
+        serve_in_process(args.in_process, args.model_dir, args.threads, args.max_batch_size,
+                         args.requests, args.batch_seconds, sys.stdin)
         return
     runtimes = args.runtimes.split(",")
     args.workdir.mkdir(parents=True, exist_ok=True)
