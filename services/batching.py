@@ -52,7 +52,7 @@ CALIBRATION_TOLERANCE = 0.01
 """A smaller batch size is preferred while its images/s is within 1% of the best measured,
 so that noise between equal sizes settles on the smaller one (lower latency). Not more: with
 ONNX Runtime at 224 px on 2 cores, 3% picked batch 2 over 8 and served 15% below the best."""
-CALIBRATION_REPEATS = 2
+CALIBRATION_REPEATS = 3
 """Timed calls per batch size at calibration (their fastest counts), after an untimed one."""
 
 
@@ -197,11 +197,20 @@ class DynamicBatcher:
         padded to its bucket like a served batch, and make the smallest size within
         ``tolerance`` of the best images/s the preferred one.
 
+        One untimed call per size (it builds the shape's kernels), then ``repeats`` passes
+        over all sizes keeping each size's fastest call: a machine whose speed drifts during
+        calibration slows every size alike instead of whichever was timed last.
         Call it in ``setup``, so that the runtime is timed on the thread that serves."""
-        self.images_per_s = {
-            n: n / fastest_call(self._predict, self._stack([example] * n), repeats)
-            for n in self.batch_sizes()
-        }
+        batches = {n: self._stack([example] * n) for n in self.batch_sizes()}
+        for batch in batches.values():
+            self._predict(batch)
+        fastest = dict.fromkeys(batches, float("inf"))
+        for _ in range(repeats):
+            for n, batch in batches.items():
+                started = time.perf_counter()
+                self._predict(batch)
+                fastest[n] = min(fastest[n], time.perf_counter() - started)
+        self.images_per_s = {n: n / max(seconds, 1e-9) for n, seconds in fastest.items()}
         self.preferred_batch_size = preferred_batch_size(self.images_per_s, tolerance)
         return self.preferred_batch_size
 
@@ -248,8 +257,8 @@ class DynamicBatcher:
 
     def _stack(self, rows: list[np.ndarray]) -> np.ndarray:
         """``rows`` as one batch, zero-padded to its bucket."""
-        padding = [np.zeros_like(rows[0])] * (self.bucket_for(len(rows)) - len(rows))
-        return np.stack(rows + padding)
+        missing = self.bucket_for(len(rows)) - len(rows)
+        return np.stack(rows + [np.zeros_like(rows[0])] * missing if missing else rows)
 
     def _run(self, items: list[_Item]) -> None:
         """Predict one batch (zero-padded to its bucket) and resolve every future."""
@@ -265,18 +274,6 @@ class DynamicBatcher:
         for item, output in zip(items, outputs, strict=True):
             item.future.set_result(RowResult(output, start - item.enqueued, compute_s, n))
         self._on_batch(n, compute_s)
-
-
-def fastest_call(predict: PredictFn, batch: np.ndarray, repeats: int) -> float:
-    """Seconds of the fastest (least disturbed) of ``repeats`` timed ``predict(batch)`` calls,
-    after an untimed one that builds any per-shape kernels."""
-    predict(batch)
-    fastest = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        predict(batch)
-        fastest = min(fastest, time.perf_counter() - started)
-    return max(fastest, 1e-9)
 
 
 def preferred_batch_size(images_per_s: Mapping[int, float], tolerance: float) -> int:

@@ -132,7 +132,8 @@ def test_calibrate_measures_every_batch_size_and_prefers_the_fastest(seconds, pr
     assert batcher.calibrate(np.ones((2, 2, 3), np.float32), repeats=2) == preferred
     assert batcher.preferred_batch_size == preferred
     assert list(batcher.images_per_s) == [1, 2, 4, 8]
-    assert predict.sizes == [n for n in (1, 2, 4, 8) for _ in range(3)]  # 1 untimed + 2
+    # one untimed call per size, then two interleaved timed passes over all sizes
+    assert predict.sizes == [1, 2, 4, 8] * 3
 
 
 def test_calibration_pads_to_the_buckets_like_served_batches() -> None:
