@@ -172,8 +172,8 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
     """Sequential single requests (p50 latency, and p50 of latency minus the server's own
     predict time for the same request: an overhead that background load cannot skew), then
     images/s with ``clients`` concurrent keep-alive clients, with the fraction of that time
-    the runtime was busy, the mean batch size it ran, and the CPU cores the service and the
-    clients (this process) used meanwhile."""
+    the runtime was busy, the mean batch size it ran, the images its batches computed per
+    busy second, and the CPU cores the service and the clients (this process) used."""
     client = Client(port)
     for _ in range(5):
         client.predict(body)
@@ -202,43 +202,52 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
         server_cpu = (tree_cpu_seconds(server_pid) or 0.0) - server_cpu
     after = scrape(f"http://127.0.0.1:{port}")
     batches = total_growth(before, after, "versus_batch_size_count")
+    images = total_growth(before, after, "versus_batch_size_sum")
     busy_s = total_growth(before, after, "versus_batch_duration_seconds_sum")
     return {"http_p50_ms": statistics.median(lat for lat, _ in samples),
             "paired_overhead_ms": statistics.median(lat - comp for lat, comp in samples),
             "http_images_per_s": sum(done) / elapsed,
             "runtime_busy": busy_s / elapsed,
-            "mean_batch": total_growth(before, after, "versus_batch_size_sum") / max(batches, 1),
+            "mean_batch": images / max(batches, 1),
+            "images_per_busy_s": images / busy_s if busy_s else 0.0,
             "server_cpu_cores": server_cpu / elapsed if server_pid else None,
             "client_cpu_cores": client_cpu / elapsed}
 
 
 # ---------------------------------------------------------------------- estimators
 
-def summarize(in_process: Sequence[Mapping[str, Any]], http: Sequence[Mapping[str, Any]]
-              ) -> dict[str, Any]:
+def summarize(in_process: Sequence[Mapping[str, Any]], http: Sequence[Mapping[str, Any]],
+              served_batch: int | None = None) -> dict[str, Any]:
     """Per-round and median figures from ``len(http) + 1`` in-process phases bracketing the
     HTTP phases (in-process ``k`` and ``k + 1`` surround HTTP ``k``).
 
     The reference batch size is the one with the best median in-process images/s over all
     phases (a maximum over noisy sizes per phase would pick each phase's luckiest one); HTTP
     phase ``k`` is compared with the mean of its two neighbours, so a machine that slows down
-    or speeds up steadily across a round does not bias the ratio."""
+    or speeds up steadily across a round does not bias the ratio.
+
+    With ``served_batch`` (the service's preferred batch size), ``compute_speed`` says how
+    fast the service's batches ran beside its request threads: images per busy second of
+    its runtime over in-process images/s at that batch size."""
     if len(in_process) != len(http) + 1 or not http:
         raise ValueError(f"need one more in-process phase than HTTP phases (>= 1), got "
                          f"{len(in_process)} and {len(http)}")
-    sizes = list(in_process[0]["images_per_s_by_batch"])
-    by_batch = {n: statistics.median(p["images_per_s_by_batch"][n] for p in in_process)
-                for n in sizes}
-    reference = max(sizes, key=by_batch.__getitem__)
+    # images/s by batch size, keyed by str as the child's JSON has them
+    rates = [{str(n): v for n, v in p["images_per_s_by_batch"].items()} for p in in_process]
+    by_batch = {n: statistics.median(r[n] for r in rates) for n in rates[0]}
+    reference = max(by_batch, key=by_batch.__getitem__)
+    served = str(served_batch) if str(served_batch) in by_batch else None
     rounds = []
     for k, phase in enumerate(http):
-        around = in_process[k:k + 2]
-        ceiling = statistics.mean(p["images_per_s_by_batch"][reference] for p in around)
-        predict_p50 = statistics.mean(p["predict_p50_ms"] for p in around)
+        around = slice(k, k + 2)
+        ceiling = statistics.mean(r[reference] for r in rates[around])
+        predict_p50 = statistics.mean(p["predict_p50_ms"] for p in in_process[around])
         rounds.append({
             "in_process_images_per_s": ceiling, "predict_p50_ms": predict_p50,
             "efficiency": phase["http_images_per_s"] / ceiling,
             "overhead_ms": phase["http_p50_ms"] - predict_p50,
+            "compute_speed": phase["images_per_busy_s"] / statistics.mean(
+                r[served] for r in rates[around]) if served else None,
             **phase,
         })
 
@@ -246,6 +255,7 @@ def summarize(in_process: Sequence[Mapping[str, Any]], http: Sequence[Mapping[st
         return statistics.median(r[key] for r in rounds)
 
     efficiencies = [r["efficiency"] for r in rounds]
+    speeds = [r["compute_speed"] for r in rounds if r["compute_speed"] is not None]
     return {
         "reference_batch": int(reference),
         "in_process_images_per_s_by_batch": {int(n): v for n, v in by_batch.items()},
@@ -254,6 +264,7 @@ def summarize(in_process: Sequence[Mapping[str, Any]], http: Sequence[Mapping[st
             "http_p50_ms", "overhead_ms", "paired_overhead_ms", "runtime_busy", "mean_batch",
             "server_cpu_cores", "client_cpu_cores")},
         "efficiency_range": [min(efficiencies), max(efficiencies)],
+        "compute_speed": statistics.median(speeds) if speeds else None,
         "rounds": rounds,
     }
 
@@ -282,10 +293,10 @@ def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> di
             child.close()
         service.stop()
     serving = service.readyz.get("serving", {})
-    return {"runtime": runtime, "threads": threads,
-            "preferred_batch_size": serving.get("preferred_batch_size"),
+    preferred = serving.get("preferred_batch_size")
+    return {"runtime": runtime, "threads": threads, "preferred_batch_size": preferred,
             "service_images_per_s_by_batch": serving.get("images_per_s_by_batch_size"),
-            **summarize(in_process, http), "in_process": in_process}
+            **summarize(in_process, http, preferred), "in_process": in_process}
 
 
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -296,8 +307,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "",
         "| runtime | predict p50 ms | HTTP p50 ms | overhead ms | paired overhead ms "
         "| in-process img/s (batch) | HTTP img/s | efficiency (range) | runtime busy "
-        "| mean batch (preferred) | CPU cores: service + clients |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mean batch (preferred) | compute speed | CPU cores: service + clients |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         low, high = r["efficiency_range"]
@@ -307,6 +318,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{r['in_process_images_per_s']:.1f} ({r['reference_batch']}) | "
             f"{r['http_images_per_s']:.1f} | {r['efficiency']:.2f} ({low:.2f}-{high:.2f}) | "
             f"{r['runtime_busy']:.2f} | {r['mean_batch']:.1f} ({r['preferred_batch_size']}) | "
+            f"{_ratio(r['compute_speed'])} | "
             f"{r['server_cpu_cores']:.2f} + {r['client_cpu_cores']:.2f} |")
     lines += ["", f"Targets: overhead <= {OVERHEAD_TARGET_MS} ms, efficiency >= "
                   f"{EFFICIENCY_TARGET}. Medians over rounds, each HTTP phase against the mean "
@@ -316,9 +328,16 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                   "images/s / in-process images/s at the batch size with the best median "
                   f"in-process images/s. Runtime busy = the service's batch compute seconds / "
                   f"wall seconds with {args.clients} clients; preferred = the batch size the "
-                  "service measured as its best at warm-up; CPU cores = CPU seconds / wall "
-                  "seconds of the service's processes and of the client threads."]
+                  "service measured as its best at warm-up; compute speed = images per busy "
+                  "second of the service's runtime / in-process images/s at the preferred "
+                  "batch size (below 1: batches ran slower beside the request threads); CPU "
+                  "cores = CPU seconds / wall seconds of the service's processes and of the "
+                  "client threads."]
     return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def get_args_parser() -> argparse.ArgumentParser:

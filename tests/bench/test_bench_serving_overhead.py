@@ -13,10 +13,10 @@ def in_process(p50: float, **images_per_s: float) -> dict:
             "images_per_s_by_batch": {k.removeprefix("b"): v for k, v in images_per_s.items()}}
 
 
-def http(images_per_s: float, p50: float = 60.0) -> dict:
+def http(images_per_s: float, p50: float = 60.0, per_busy_s: float = 20.0) -> dict:
     return {"http_images_per_s": images_per_s, "http_p50_ms": p50, "paired_overhead_ms": 4.0,
-            "runtime_busy": 1.0, "mean_batch": 4.0, "server_cpu_cores": 1.9,
-            "client_cpu_cores": 0.01}
+            "runtime_busy": 1.0, "mean_batch": 4.0, "images_per_busy_s": per_busy_s,
+            "server_cpu_cores": 1.9, "client_cpu_cores": 0.01}
 
 
 def test_each_http_phase_is_compared_with_the_mean_of_its_two_neighbours() -> None:
@@ -41,6 +41,14 @@ def test_the_reference_batch_is_the_best_median_not_one_lucky_phase() -> None:
     assert result["reference_batch"] == 4
     assert result["efficiency"] == pytest.approx(0.925)
     assert result["efficiency_range"] == pytest.approx([0.9, 0.95])
+
+
+def test_compute_speed_compares_busy_seconds_at_the_served_batch_size() -> None:
+    # served at batch 1: its batches ran 15 images per busy second against 20 in process
+    phases = [in_process(50, b1=20, b4=30), in_process(50, b1=20, b4=30)]
+    assert summarize(phases, [http(14.0, per_busy_s=15.0)], 1)["compute_speed"] == 0.75
+    assert summarize(phases, [http(14.0)])["compute_speed"] is None  # preferred unknown
+    assert summarize(phases, [http(14.0)], 3)["compute_speed"] is None  # never measured
 
 
 @pytest.mark.parametrize("phases, rounds", [(1, 1), (3, 1), (1, 0)])

@@ -42,6 +42,8 @@ def test_serving_overhead_runs_on_a_tiny_model(tmp_path: Path, subprocess_env) -
         assert r["efficiency"] == pytest.approx(
             r["http_images_per_s"] / r["in_process_images_per_s"])
     assert 0 < row["paired_overhead_ms"] < row["http_p50_ms"]
+    # the service's batches, timed by its own metrics, against in-process at the same size
+    assert row["preferred_batch_size"] in (1, 2, 4) and row["compute_speed"] > 0
     assert 0 < row["runtime_busy"] <= 1.05 and row["mean_batch"] >= 1
     # the service (gunicorn worker) worked during the concurrent phase, and so did the clients
     assert 0 < row["server_cpu_cores"] <= os.cpu_count() + 0.5
