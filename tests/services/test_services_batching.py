@@ -145,6 +145,38 @@ def test_calibration_pads_to_the_buckets_like_served_batches() -> None:
     assert sorted(set(predict.sizes)) == [1, 4, 8]  # 6 images run padded to bucket 8
 
 
+@pytest.mark.parametrize(("seconds", "sizes"), [
+    (lambda n: 0.002 * n, [1, 8, 1]),  # a CPU: 9 images padded to 16 cost twice 8: split
+    (lambda n: 0.02, [1, 9]),  # a GPU: 16 cost what 8 do: the 9 go together, padded
+])
+def test_a_bucketed_batch_does_not_pad_when_a_full_smaller_bucket_is_faster(seconds, sizes):
+    predict = SleepyPredict(seconds)
+    gate, entered = threading.Event(), threading.Event()
+    gate.set()
+
+    def gated(batch: np.ndarray) -> np.ndarray:
+        entered.set()
+        gate.wait(10)
+        return predict(batch)
+
+    served: list[int] = []
+    batcher = DynamicBatcher(gated, max_batch_size=16, max_queue_delay_s=0, queue_size=32,
+                             buckets=(1, 2, 4, 8, 16), on_batch=lambda n, _s: served.append(n))
+    batcher.start(setup=lambda: batcher.calibrate(np.ones((2, 2, 3), np.float32), repeats=1))
+    batcher.preferred_batch_size = 16  # as if calibration had preferred the largest
+    gate.clear()
+    entered.clear()
+    first = batcher.submit(rows(0))
+    entered.wait(5)  # the batcher holds the first image at the gate...
+    rest = batcher.submit(rows(*range(1, 10)))  # ...while nine more queue up
+    gate.set()
+    for future in first + rest:
+        future.result(5)
+    batcher.stop()
+    assert served == sizes
+    assert batcher.batch_count(9) == sizes[1] and batcher.batch_count(1) == 1
+
+
 @pytest.mark.parametrize("max_batch_size, buckets", [(6, (1, 4, 8)), (6, None), (16, None),
                                                      (8, (1, 2, 4, 8, 16))])
 def test_calibration_runs_every_shape_the_predictor_warm_up_would(max_batch_size, buckets):
