@@ -59,7 +59,7 @@ CALIBRATION_TOLERANCE = 0.01
 so that noise between equal sizes settles on the smaller one (lower latency). Not more: with
 ONNX Runtime at 224 px on 2 cores, 3% picked batch 2 over 8 and served 15% below the best."""
 CALIBRATION_REPEATS = 3
-"""Timed calls per batch size at calibration (their fastest counts), after an untimed one."""
+"""Timed passes over the batch sizes at calibration (each size's fastest counts)."""
 
 
 class QueueFull(RuntimeError):
@@ -206,18 +206,24 @@ class DynamicBatcher:
         ``tolerance`` of the best images/s the preferred one.
 
         One untimed call per size (it builds the shape's kernels), then ``repeats`` passes
-        over all sizes keeping each size's fastest call: a machine whose speed drifts during
-        calibration slows every size alike instead of whichever was timed last.
+        over all sizes, each timing every size on the same number of images (the largest
+        batch's: 16 calls of 1, one call of 16), keeping each size's fastest pass. Equal work
+        per size matters on a noisy machine: the fastest of a few short calls is luckier than
+        the fastest of as many long ones, which made small batches look best. Interleaved
+        passes make a drifting machine slow every size alike instead of whichever came last.
         Call it in ``setup``, so that the runtime is timed on the thread that serves."""
         batches = {n: self._stack([example] * n) for n in self.batch_sizes()}
         for batch in batches.values():
             self._predict(batch)
-        fastest = dict.fromkeys(batches, float("inf"))
+        images = max(batches)
+        fastest = dict.fromkeys(batches, float("inf"))  # seconds per call
         for _ in range(repeats):
             for n, batch in batches.items():
+                calls = -(-images // n)
                 started = time.perf_counter()
-                self._predict(batch)
-                fastest[n] = min(fastest[n], time.perf_counter() - started)
+                for _ in range(calls):
+                    self._predict(batch)
+                fastest[n] = min(fastest[n], (time.perf_counter() - started) / calls)
         self.images_per_s = {n: n / max(seconds, 1e-9) for n, seconds in fastest.items()}
         if self.buckets:
             self._bucket_seconds = {self.bucket_for(n): max(seconds, 1e-9)

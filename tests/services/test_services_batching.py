@@ -132,8 +132,8 @@ def test_calibrate_measures_every_batch_size_and_prefers_the_fastest(seconds, pr
     assert batcher.calibrate(np.ones((2, 2, 3), np.float32), repeats=2) == preferred
     assert batcher.preferred_batch_size == preferred
     assert list(batcher.images_per_s) == [1, 2, 4, 8]
-    # one untimed call per size, then two interleaved timed passes over all sizes
-    assert predict.sizes == [1, 2, 4, 8] * 3
+    # one untimed call per size, then two passes timing every size on 8 images
+    assert predict.sizes == [1, 2, 4, 8] + ([1] * 8 + [2] * 4 + [4] * 2 + [8]) * 2
 
 
 def test_calibration_pads_to_the_buckets_like_served_batches() -> None:
