@@ -273,14 +273,9 @@ class DynamicBatcher:
         nearly twice 8; on a GPU, 16 cost little more than 8, so the 9 go together)."""
         if not self._bucket_seconds:
             return queued
-
-        def images_per_s(n: int) -> float:
-            return n / self._bucket_seconds[self.bucket_for(n)]
-
         options = [queued, *(b for b in self.buckets or () if b < queued)]
-        best = max(map(images_per_s, options))
-        return max(n for n in options  # the largest within tolerance: fewer, fuller batches
-                   if images_per_s(n) >= (1 - CALIBRATION_TOLERANCE) * best)
+        rates = {n: n / self._bucket_seconds[self.bucket_for(n)] for n in options}
+        return max(near_best(rates, CALIBRATION_TOLERANCE))  # fewer, fuller batches
 
     def bucket_for(self, n: int) -> int:
         """Smallest bucket holding ``n`` images (``n`` itself without buckets)."""
@@ -309,8 +304,12 @@ class DynamicBatcher:
         self._on_batch(n, compute_s)
 
 
-def preferred_batch_size(images_per_s: Mapping[int, float], tolerance: float) -> int:
-    """The smallest batch size whose images/s is within ``tolerance`` (a fraction) of the
-    best one's."""
+def near_best(images_per_s: Mapping[int, float], tolerance: float) -> list[int]:
+    """The batch sizes whose images/s is within ``tolerance`` (a fraction) of the best."""
     best = max(images_per_s.values())
-    return min(n for n, rate in images_per_s.items() if rate >= (1 - tolerance) * best)
+    return [n for n, rate in images_per_s.items() if rate >= (1 - tolerance) * best]
+
+
+def preferred_batch_size(images_per_s: Mapping[int, float], tolerance: float) -> int:
+    """The smallest batch size whose images/s is within ``tolerance`` of the best one's."""
+    return min(near_best(images_per_s, tolerance))
