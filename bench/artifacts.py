@@ -1,6 +1,6 @@
 """Model artifacts for benchmarks and tests: one seeded torch initialisation
 (``training.parity.random_state_dict``) ported to Keras and Flax and exported to ONNX, each
-in the real layout ``<root>/<dataset>/<framework>/<version>/`` with a valid manifest.
+in the real layout ``<root>/<dataset>/<artifact>/<version>/`` with a valid manifest.
 
 Random weights time exactly like trained ones in fp32, so ``bench.serving_overhead`` and
 ``bench.inprocess`` measure ResNet-50 with them, and the test suite serves tiny ones.
@@ -16,9 +16,10 @@ import numpy as np
 from shared.datasets import get_dataset_spec
 from shared.imaging import IMAGENET_MEAN, IMAGENET_STD
 from shared.manifest import InputSpec, Manifest, write_manifest
-from training.models import RESNET50, architecture_dict, parse_stage_sizes
+from shared.models import RESNET50, architecture_dict, parse_stage_sizes
+from shared.runtimes import get_runtime, runtime_names
 
-RUNTIMES = ("torch", "tensorflow", "jax", "onnx")
+RUNTIMES = runtime_names()
 
 
 State = dict[str, np.ndarray]
@@ -32,7 +33,7 @@ def _write_torch(state: State, model_dir: Path, stages: tuple[int, ...], classes
                  size: int, seed: int) -> Written:
     import torch
 
-    from training.models.torch_resnet import build_torch_resnet, torch_parameter_count
+    from shared.models.torch_resnet import build_torch_resnet, torch_parameter_count
     from training.porting import state_dict_to_torch
 
     model = build_torch_resnet(classes, stages)
@@ -45,7 +46,7 @@ def _write_tensorflow(state: State, model_dir: Path, stages: tuple[int, ...], cl
                       size: int, seed: int) -> Written:
     import tensorflow as tf
 
-    from training.models.keras_resnet import build_keras_resnet, keras_parameter_count
+    from shared.models.keras_resnet import build_keras_resnet, keras_parameter_count
     from training.porting import state_dict_to_keras
 
     model = build_keras_resnet(classes, size, stages)
@@ -58,7 +59,7 @@ def _write_jax(state: State, model_dir: Path, stages: tuple[int, ...], classes: 
                size: int, seed: int) -> Written:
     import jax
 
-    from training.models.flax_resnet import (
+    from shared.models.flax_resnet import (
         build_flax_resnet,
         flax_parameter_count,
         init_variables,
@@ -76,7 +77,7 @@ def _write_onnx(state: State, model_dir: Path, stages: tuple[int, ...], classes:
                 size: int, seed: int) -> Written:
     import onnxruntime
 
-    from training.models.torch_resnet import build_torch_resnet, torch_parameter_count
+    from shared.models.torch_resnet import build_torch_resnet, torch_parameter_count
     from training.onnx_export import export_onnx
     from training.porting import state_dict_to_torch
 
@@ -86,7 +87,7 @@ def _write_onnx(state: State, model_dir: Path, stages: tuple[int, ...], classes:
     return "model.onnx", onnxruntime.__version__, torch_parameter_count(model)
 
 
-WRITERS: dict[str, Writer] = {
+WRITERS: dict[str, Writer] = {  # by artifact kind (shared.runtimes.ARTIFACTS)
     "torch": _write_torch, "tensorflow": _write_tensorflow, "jax": _write_jax,
     "onnx": _write_onnx,
 }
@@ -96,22 +97,23 @@ def write_artifacts(
     root: Path, *, dataset: str, stage_sizes: Sequence[int] = RESNET50, image_size: int = 224,
     seed: int = 0, version: str = "1", runtimes: Sequence[str] = RUNTIMES,
 ) -> dict[str, Path]:
-    """Write ``<root>/<dataset>/<runtime>/<version>/`` for each runtime from one seeded torch
-    init, with manifests; returns {runtime: model_dir}."""
+    """Write the artifact each runtime serves, ``<root>/<dataset>/<artifact>/<version>/``, from
+    one seeded torch init, with manifests (each artifact once: ONNX Runtime and OpenVINO
+    share one); returns {runtime: model_dir}."""
     from training.parity import random_state_dict
 
     spec = get_dataset_spec(dataset)
     stages = parse_stage_sizes(stage_sizes)
     state = random_state_dict(stages, len(spec.class_names), seed)
-    dirs = {}
-    for runtime in runtimes:
-        model_dir = Path(root) / dataset / runtime / version
+    written: dict[str, Path] = {}
+    for artifact in dict.fromkeys(get_runtime(r).artifact for r in runtimes):
+        model_dir = artifact_dir(root, dataset, artifact, version)
         model_dir.mkdir(parents=True, exist_ok=True)
-        file_name, framework_version, params = WRITERS[runtime](
+        file_name, framework_version, params = WRITERS[artifact](
             state, model_dir, stages, len(spec.class_names), image_size, seed)
         manifest = Manifest.for_model_file(
             model_dir, file_name, dataset=dataset, task=spec.task,
-            class_names=list(spec.class_names), framework=runtime,
+            class_names=list(spec.class_names), framework=artifact,
             framework_version=framework_version, architecture=architecture_dict(stages),
             input=InputSpec(size=image_size, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
             parameter_count=params,
@@ -119,5 +121,14 @@ def write_artifacts(
             provenance={"ported_from": "torch", "source": "training.parity.random_state_dict"},
         )
         write_manifest(model_dir, manifest)
-        dirs[runtime] = model_dir
-    return dirs
+        written[artifact] = model_dir
+    return {runtime: written[get_runtime(runtime).artifact] for runtime in runtimes}
+
+
+def artifact_dir(root: Path, dataset: str, artifact: str, version: str) -> Path:
+    return Path(root) / dataset / artifact / version
+
+
+def runtime_model_dir(root: Path, dataset: str, runtime: str, version: str) -> Path:
+    """Where ``runtime``'s model lives: the directory of the artifact it serves."""
+    return artifact_dir(root, dataset, get_runtime(runtime).artifact, version)

@@ -15,8 +15,9 @@ from typing import Any
 
 from bench.payloads import PayloadOptions
 from bench.services import ServiceSettings
+from shared.runtimes import runtime_names
 
-FRAMEWORKS = ("torch", "tensorflow", "jax", "onnx")
+FRAMEWORKS = runtime_names()
 DEFAULT_LOCUSTFILE = "loadtest"
 OPEN_LOOP_FRACTION = 0.7
 """Auto open-loop rate: this fraction of the *lowest* peak closed-loop throughput, so that

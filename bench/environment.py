@@ -18,12 +18,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from shared.runtimes import runtimes
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = (
-    "torch", "torchvision", "tensorflow", "keras", "jax", "jaxlib", "flax", "onnxruntime",
-    "onnx", "numpy", "pillow", "flask", "gunicorn", "prometheus-client", "locust",
+    *dict.fromkeys(p for r in runtimes().values() for p in r.packages),
+    "numpy", "pillow", "flask", "gunicorn", "prometheus-client", "locust",
 )
-"""Distributions whose versions are recorded (absent ones are recorded as None)."""
+"""Distributions whose versions are recorded (absent ones are recorded as None): every
+runtime's, then the serving and load-test stack's."""
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS", "XLA_FLAGS", "JAX_PLATFORMS",

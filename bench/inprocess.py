@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from bench.stats import spread
+from shared.runtimes import runtime_names
 
 REPO = Path(__file__).resolve().parents[1]
 WARMUP_CALLS = 2
@@ -101,11 +102,18 @@ def baseline(framework: str, model_dir: Path, threads: int, inputs: np.ndarray,
             "probabilities": np.asarray(probabilities, dtype=np.float64).tolist()}
 
 
+def size_root(cache: Path, stage_sizes: Sequence[int], size: int) -> Path:
+    """The model root of the cached random ``size`` px artifacts."""
+    return Path(cache) / f"resnet-{'-'.join(map(str, stage_sizes))}-{size}px"
+
+
 def size_dir(cache: Path, stage_sizes: Sequence[int], size: int, dataset: str,
              framework: str) -> Path:
-    """Where the random ``size`` px artifact of one framework is cached."""
-    stages = "-".join(map(str, stage_sizes))
-    return Path(cache) / f"resnet-{stages}-{size}px" / dataset / framework / SIZE_VERSION
+    """Where the random ``size`` px artifact one runtime serves is cached."""
+    from bench.artifacts import runtime_model_dir
+
+    return runtime_model_dir(size_root(cache, stage_sizes, size), dataset, framework,
+                             SIZE_VERSION)
 
 
 def build_size_artifacts(manifest_dir: Path, sizes: Sequence[int], cache: Path,
@@ -113,7 +121,7 @@ def build_size_artifacts(manifest_dir: Path, sizes: Sequence[int], cache: Path,
     """Random-init artifacts of the manifest's architecture at every size (cached)."""
     from bench.artifacts import write_artifacts
     from shared.manifest import read_manifest
-    from training.models import parse_stage_sizes
+    from shared.models import parse_stage_sizes
 
     manifest = read_manifest(manifest_dir)
     arch = manifest.architecture
@@ -124,8 +132,8 @@ def build_size_artifacts(manifest_dir: Path, sizes: Sequence[int], cache: Path,
                    if not (size_dir(cache, stages, size, manifest.dataset, fw)
                            / "manifest.json").is_file()]
         if missing:
-            root = size_dir(cache, stages, size, manifest.dataset, "x").parents[2]
-            write_artifacts(root, dataset=manifest.dataset, stage_sizes=stages,
+            write_artifacts(size_root(cache, stages, size), dataset=manifest.dataset,
+                            stage_sizes=stages,
                             image_size=size, version=SIZE_VERSION, runtimes=missing)
         built[str(size)] = missing
     return {"stage_sizes": list(stages), "built": built}
@@ -136,7 +144,7 @@ def size_sweep(framework: str, manifest_dir: Path, sizes: Sequence[int], cache: 
     """ms per image at batch 1 and images/s at ``batch`` for each input size."""
     from services.predictors import load_predictor
     from shared.manifest import read_manifest
-    from training.models import parse_stage_sizes
+    from shared.models import parse_stage_sizes
 
     manifest = read_manifest(manifest_dir)
     arch = manifest.architecture
@@ -173,8 +181,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         s.add_argument("--threads", type=int, default=1,
                        help="intra-op threads (default: 1)")
         s.add_argument("--framework", help="runtime (baseline, sizes)")
-        s.add_argument("--frameworks", default="torch,tensorflow,jax,onnx",
-                       help="runtimes to build (build; default: all four)")
+        s.add_argument("--frameworks", default=",".join(runtime_names()),
+                       help="runtimes to build (build; default: every runtime)")
         s.add_argument("--inputs", type=Path, help=".npy of preprocessed inputs (baseline)")
         s.add_argument("--batch-sizes", type=_ints, default=[1, 2, 4, 8, 16, 32],
                        help="batch sizes (baseline; default: 1,2,4,8,16,32)")

@@ -21,8 +21,8 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa
 
 from bench.scrape import STAGES  # noqa: E402
 from bench.stats import PERCENTILES  # noqa: E402
+from shared.runtimes import runtimes  # noqa: E402
 
-COLORS = {"torch": "#d62728", "tensorflow": "#ff7f0e", "jax": "#1f77b4", "onnx": "#2ca02c"}
 FALLBACK_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 STAGE_COLORS = {"decode": "#8c564b", "preprocess": "#e377c2", "queue": "#bcbd22",
                 "compute": "#17becf", "postprocess": "#7f7f7f"}
@@ -33,7 +33,9 @@ DEAD_MARK = {"marker": "x", "color": "#c00000", "markersize": 11, "markeredgewid
 
 
 def color(framework: str, index: int = 0) -> str:
-    return COLORS.get(framework, FALLBACK_COLORS[index % len(FALLBACK_COLORS)])
+    """The runtime's colour from the runtime table (a fallback for names it lacks)."""
+    row = runtimes().get(framework)
+    return row.color if row else FALLBACK_COLORS[index % len(FALLBACK_COLORS)]
 
 
 def to_png(fig: Figure, layout: bool = True) -> bytes:

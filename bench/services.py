@@ -32,6 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from shared.runtimes import get_runtime
+
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 PROBE_TIMEOUT_S = 2.0
@@ -251,11 +253,12 @@ def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
 
 def latest_model_dirs(models: Path, dataset: str, frameworks: list[str],
                       version: str | None = None) -> dict[str, Path]:
-    """``models/<dataset>/<framework>/<version>`` per framework: ``version`` if given, else
-    the highest numeric version that holds a manifest.json (ServiceError if none)."""
+    """``models/<dataset>/<artifact>/<version>`` per runtime (the artifact it serves, from the
+    runtime table): ``version`` if given, else the highest numeric version that holds a
+    manifest.json (ServiceError if none)."""
     found = {}
     for framework in frameworks:
-        base = Path(models) / dataset / framework
+        base = Path(models) / dataset / get_runtime(framework).artifact
         if version is not None:
             candidates = [base / version]
         else:

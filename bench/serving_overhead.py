@@ -47,11 +47,11 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from bench.artifacts import RUNTIMES, write_artifacts
+from bench.artifacts import RUNTIMES, runtime_model_dir, write_artifacts
 from bench.environment import tree_cpu_seconds
 from bench.scrape import scrape, total_growth
 from bench.services import ServiceSettings, start_service
-from training.models import parse_stage_sizes
+from shared.models import parse_stage_sizes
 
 REPO = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET_MS = 5.0
@@ -378,13 +378,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     runtimes = args.runtimes.split(",")
     args.workdir.mkdir(parents=True, exist_ok=True)
     root = args.workdir / f"models-{args.stage_sizes}-{args.image_size}"
-    missing = [rt for rt in runtimes if not (root / "dr" / rt / "1" / "manifest.json").exists()]
+    missing = [rt for rt in runtimes
+               if not (runtime_model_dir(root, "dr", rt, "1") / "manifest.json").exists()]
     if missing:
         write_artifacts(root, dataset="dr", stage_sizes=parse_stage_sizes(args.stage_sizes),
                         image_size=args.image_size, runtimes=missing)
     results = []
     for runtime in runtimes:  # one at a time: never two runtimes competing for the cores
-        results.append(bench_runtime(runtime, root / "dr" / runtime / "1", args))
+        results.append(bench_runtime(runtime, runtime_model_dir(root, "dr", runtime, "1"), args))
         print(json.dumps(results[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving_overhead.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -28,6 +28,7 @@ import numpy as np
 from shared.datasets import class_weights, get_dataset_spec, iterate_batches, load_dataset
 from shared.imaging import PreprocessSpec
 from shared.metrics import evaluate
+from shared.models import avoid_llvm_clash, parse_stage_sizes
 from training.backends import ModelConfig, get_backend
 from training.loop import (
     evaluate_split,
@@ -36,7 +37,6 @@ from training.loop import (
     probabilities,
     sample_weights,
 )
-from training.models import avoid_llvm_clash, parse_stage_sizes
 
 FRAMEWORKS = ("torch", "tensorflow", "jax")
 CONTROL = "torch'"

@@ -2,7 +2,7 @@
 keeps ``locust -f loadtest/`` from loading it as a locustfile).
 
 Everything a run needs comes from the environment, never from ``--host``: docker-compose and
-the terraform load generators pass the four targets as ``VERSUS_<FRAMEWORK>_URL``, and every
+the terraform load generators pass every runtime's target as ``VERSUS_<FRAMEWORK>_URL``, and every
 Locust worker process reads the same values. A bad value fails at start with a message
 naming the variable, never silently falls back to a default.
 """
@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The four services and their default ports (``services.settings.FRAMEWORK_PORTS``).
-FRAMEWORK_PORTS: dict[str, int] = {"torch": 8001, "tensorflow": 8002, "jax": 8003, "onnx": 8004}
+from shared.runtimes import get_runtime
+
 PROFILES = ("camera", "small")
 UPLOADS = ("multipart", "raw")
 SHAPES = ("", "step")
@@ -32,7 +32,7 @@ def url_variable(framework: str) -> str:
 
 def target_url(framework: str, environ: Mapping[str, str] = os.environ) -> str:
     """``VERSUS_<FRAMEWORK>_URL`` without a trailing slash (default http://localhost:<port>)."""
-    default = f"http://localhost:{FRAMEWORK_PORTS[framework]}"
+    default = f"http://localhost:{get_runtime(framework).port}"
     url = environ.get(url_variable(framework), "").strip() or default
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{url_variable(framework)} must be an http(s) URL, got {url!r}")

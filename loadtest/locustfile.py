@@ -1,13 +1,14 @@
 """versus load test: one Locust user class per model service.
 
-    locust -f loadtest/                                    # web UI on :8089, all four services
+    locust -f loadtest/                                    # web UI on :8089, every service
     locust -f loadtest/ --headless -u 8 -r 8 -t 2m --csv reports/load
     locust -f loadtest/ --headless -u 4 -r 4 -t 1m --tags onnx         # one service by tag
     locust -f loadtest/ --headless -u 4 -r 4 -t 1m TorchUser           # ... or by class
     locust -f loadtest/ --headless -u 4 -r 4 -t 1m --tags oip          # the OIP v2 API
 
-``TorchUser``, ``TensorflowUser``, ``JaxUser`` and ``OnnxUser`` each target their service at
-``VERSUS_<FRAMEWORK>_URL`` (default ``http://localhost:8001`` .. ``8004``). Do not pass
+One user class per runtime of the runtime table (``shared.runtimes``: ``TorchUser``,
+``OnnxUser``, ...) targets its service at ``VERSUS_<FRAMEWORK>_URL`` (default
+``http://localhost:<the runtime's port>``). Do not pass
 ``--host``: it overwrites every class's host. Each user is one closed-loop client uploading
 images from the payload pool (``_payloads.py``) with ``POST /predict``; a response counts as
 a success only if it is a 200 with a label among the model's class names, from the expected
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +43,8 @@ from locust import FastHttpUser, constant, events, tag, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from locust.user.task import TaskSet
+
+from shared.runtimes import runtime_names
 
 log = logging.getLogger("versus.loadtest")
 
@@ -147,7 +151,8 @@ def service_user(framework: str) -> type[ServiceUser]:
     def oip_infer(self: ServiceUser) -> None:
         self.post_oip()
 
-    return type(f"{framework.capitalize()}User", (ServiceUser,), {
+    camel = "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", framework))
+    return type(f"{camel}User", (ServiceUser,), {
         "__module__": __name__,
         "__doc__": f"A client of the {framework} service.",
         "framework": framework,
@@ -157,10 +162,12 @@ def service_user(framework: str) -> type[ServiceUser]:
     })
 
 
-TorchUser = service_user("torch")
-TensorflowUser = service_user("tensorflow")
-JaxUser = service_user("jax")
-OnnxUser = service_user("onnx")
+# One user class per row of the runtime table (TorchUser, ..., OnnxUser, OpenvinoUser):
+# Locust finds them as module attributes.
+for _runtime in runtime_names():
+    _user = service_user(_runtime)
+    globals()[_user.__name__] = _user
+del _runtime, _user  # or Locust would take ``_user`` for one more class
 
 
 # ---------------------------------------------------------------------- selection and gate

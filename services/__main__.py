@@ -17,8 +17,10 @@ import os
 import sys
 from pathlib import Path
 
-from services.settings import ENV_PREFIX, FRAMEWORK_PORTS, ServerSettings, ServiceSettings
+from services.predictors import check_artifact
+from services.settings import ENV_PREFIX, ServerSettings, ServiceSettings
 from shared.manifest import ManifestError, read_manifest, verify_model_file
+from shared.runtimes import get_runtime, runtime_names, runtimes
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "gunicorn.conf.py"
 WSGI_APP = "services.wsgi:app"
@@ -29,13 +31,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     # its 4 instead of being overwritten by the flag's built-in default.
     s, srv = ServiceSettings.from_env(), ServerSettings.from_env()
     p = argparse.ArgumentParser(prog="python -m services", description=__doc__.split("\n")[0])
-    p.add_argument("--framework", required=True, choices=sorted(FRAMEWORK_PORTS),
-                   help="runtime serving the model")
+    p.add_argument("--framework", required=True, choices=runtime_names(),
+                   help="runtime serving the model (a row of shared.runtimes)")
     p.add_argument("--model", required=True, type=Path,
                    help="artifact directory models/<dataset>/<framework>/<version>")
     p.add_argument("--host", default=srv.host, help=f"bind address (default: {srv.host})")
     p.add_argument("--port", type=int, default=os.environ.get(ENV_PREFIX + "PORT"),
-                   help="port (default: torch 8001, tensorflow 8002, jax 8003, onnx 8004)")
+                   help="port (default: the runtime's: " + ", ".join(
+                       f"{r.name} {r.port}" for r in runtimes().values()) + ")")
     p.add_argument("--workers", type=int, default=srv.workers,
                    help=f"gunicorn worker processes, one model each (default: {srv.workers})")
     p.add_argument("--threads", type=int, default=srv.threads,
@@ -71,7 +74,7 @@ def service_environment(args: argparse.Namespace) -> dict[str, str]:
         "FRAMEWORK": args.framework,
         "MODEL_DIR": args.model.resolve(),
         "HOST": args.host,
-        "PORT": args.port or FRAMEWORK_PORTS[args.framework],
+        "PORT": args.port or get_runtime(args.framework).port,
         "WORKERS": args.workers,
         "THREADS": args.threads,
         "INTRA_OP_THREADS": args.intra_op_threads,
@@ -96,9 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         ServiceSettings.from_env(env)  # validate the combination before starting anything
         manifest = read_manifest(args.model)
-        if manifest.framework != args.framework:
-            raise ManifestError(f"holds a {manifest.framework!r} model, not {args.framework!r}",
-                                field="framework", path=args.model / "manifest.json")
+        check_artifact(get_runtime(args.framework), manifest, args.model)
         verify_model_file(args.model, manifest)
     except (ValueError, ManifestError) as exc:
         sys.exit(f"error: {exc}")

@@ -32,10 +32,11 @@ from PIL import Image
 
 from services.batching import DynamicBatcher, RowResult
 from services.metrics import ServiceMetrics
-from services.predictors import Predictor, load_predictor, predictor_class
+from services.predictors import Predictor, check_artifact, load_predictor, predictor_class
 from services.settings import ServiceSettings
 from shared.imaging import PreprocessSpec, decode_image, normalize, to_square_uint8
-from shared.manifest import Manifest, ManifestError, read_manifest
+from shared.manifest import Manifest, read_manifest
+from shared.runtimes import get_runtime
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,7 @@ class InferenceEngine:
         self.settings = settings
         self.model_dir = model_dir
         self.manifest: Manifest = predictor.manifest if predictor else read_manifest(model_dir)
-        if self.manifest.framework != framework:
-            raise ManifestError(
-                f"{model_dir} holds a {self.manifest.framework!r} model, not {framework!r}",
-                field="framework",
-            )
+        check_artifact(get_runtime(framework), self.manifest, model_dir)
         self.framework = framework
         self.version = model_dir.name
         self.spec = PreprocessSpec.from_manifest_input(self.manifest.input.to_dict())

@@ -33,17 +33,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.engine import InferenceEngine, Prediction
 from services.errors import ApiError
+from shared.runtimes import get_runtime
 
 bp = Blueprint("oip", __name__, url_prefix="/v2")
 
 INPUT = "input"
 OUTPUTS = ("probabilities", "label")
-PLATFORMS = {
-    "torch": "pytorch_statedict",
-    "tensorflow": "tensorflow_keras",
-    "jax": "jax_flax",
-    "onnx": "onnxruntime_onnx",
-}
 
 
 def _engine() -> InferenceEngine:
@@ -98,7 +93,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
     return jsonify(
         name=engine.model_name,
         versions=[engine.version],
-        platform=PLATFORMS[engine.framework],
+        platform=get_runtime(engine.framework).platform,
         inputs=[{"name": INPUT, "datatype": "FP32", "shape": [-1, size, size, 3]}],
         outputs=[
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},

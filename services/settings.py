@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.imaging import DEFAULT_LIMITS, ImageLimits
+from shared.runtimes import runtime_names
 
 ENV_PREFIX = "VERSUS_"
-FRAMEWORK_PORTS = {"torch": 8001, "tensorflow": 8002, "jax": 8003, "onnx": 8004}
 
 
 def cpu_count() -> int:
@@ -84,7 +84,7 @@ class ServiceSettings(_FromMapping):
     """Per-worker settings (env ``VERSUS_<NAME>``; defaults in brackets in the field docs)."""
 
     framework: str = ""
-    """Predictor name: torch, tensorflow, jax or onnx (required)."""
+    """Runtime name, a row of :mod:`shared.runtimes` (required)."""
     model_dir: Path | None = None
     """``models/<dataset>/<framework>/<version>/`` holding manifest.json (required)."""
     max_batch_size: int = 16
@@ -135,9 +135,9 @@ class ServiceSettings(_FromMapping):
     def require_model(self) -> tuple[str, Path]:
         """Framework and model directory, or a clear error naming the missing variable."""
         if not self.framework:
-            raise ValueError(f"set {ENV_PREFIX}FRAMEWORK (torch, tensorflow, jax or onnx)")
+            raise ValueError(f"set {ENV_PREFIX}FRAMEWORK ({', '.join(runtime_names())})")
         if self.model_dir is None:
-            raise ValueError(f"set {ENV_PREFIX}MODEL_DIR (models/<dataset>/<framework>/<version>)")
+            raise ValueError(f"set {ENV_PREFIX}MODEL_DIR (models/<dataset>/<artifact>/<version>)")
         return self.framework, self.model_dir
 
 

@@ -7,7 +7,7 @@ config, it is validated field by field on read, so a broken artifact fails at lo
 an error naming the file and the field, not with a shape error deep inside a framework.
 
 Artifact layout: ``<model_dir>/{<native file>, manifest.json, history.jsonl, curves.png}``;
-native file names per framework are in :data:`NATIVE_FILE_NAMES`.
+the native file of each artifact kind (``framework``) is in :data:`shared.runtimes.ARTIFACTS`.
 """
 
 from __future__ import annotations
@@ -23,18 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from shared.atomic import atomic_write_bytes
+from shared.runtimes import ARTIFACTS
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-FRAMEWORKS = ("torch", "tensorflow", "jax", "onnx")
+FRAMEWORKS = tuple(ARTIFACTS)
+"""Who may have written an artifact: the artifact kinds of :mod:`shared.runtimes`."""
 TASKS = ("multiclass", "multilabel")
 LAYOUTS = ("NHWC",)
-NATIVE_FILE_NAMES = {
-    "torch": "model.pt",
-    "tensorflow": "model.keras",
-    "jax": "params.msgpack",
-    "onnx": "model.onnx",
-}
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK_BYTES = 1 << 20
 

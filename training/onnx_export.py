@@ -28,7 +28,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from training.models.torch_resnet import NHWCWrapper
+from shared.models.torch_resnet import NHWCWrapper
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.models import RESNET50, parse_stage_sizes
 from training import porting
-from training.models import RESNET50, parse_stage_sizes
 
 FRAMEWORKS = ("torch", "keras", "flax", "onnx")
 PARITY_ATOL = 1e-4
@@ -45,7 +45,7 @@ def random_state_dict(stage_sizes: Sequence[int], num_classes: int, seed: int) -
     ~1e-4 (see `fp32_noise` in the parity report)."""
     import torch
 
-    from training.models.torch_resnet import build_torch_resnet
+    from shared.models.torch_resnet import build_torch_resnet
 
     torch.manual_seed(seed)
     model = build_torch_resnet(num_classes, stage_sizes)
@@ -86,7 +86,7 @@ def _torch(
 ) -> tuple[np.ndarray, int]:
     import torch
 
-    from training.models.torch_resnet import (
+    from shared.models.torch_resnet import (
         NHWCWrapper,
         build_torch_resnet,
         torch_parameter_count,
@@ -107,7 +107,7 @@ def torch_fp32_noise(
     below which no cross-framework difference can be expected."""
     import torch
 
-    from training.models.torch_resnet import NHWCWrapper, build_torch_resnet
+    from shared.models.torch_resnet import NHWCWrapper, build_torch_resnet
 
     model = build_torch_resnet(num_classes, stage_sizes)
     porting.state_dict_to_torch(state, model)
@@ -122,7 +122,7 @@ def _keras(
     state: Mapping[str, np.ndarray], batch: np.ndarray, stage_sizes: tuple[int, ...],
     num_classes: int, workdir: Path,
 ) -> tuple[np.ndarray, int]:
-    from training.models.keras_resnet import build_keras_resnet, keras_parameter_count
+    from shared.models.keras_resnet import build_keras_resnet, keras_parameter_count
 
     model = build_keras_resnet(num_classes, batch.shape[1], stage_sizes)
     porting.state_dict_to_keras(state, model)
@@ -133,7 +133,7 @@ def _flax(
     state: Mapping[str, np.ndarray], batch: np.ndarray, stage_sizes: tuple[int, ...],
     num_classes: int, workdir: Path,
 ) -> tuple[np.ndarray, int]:
-    from training.models.flax_resnet import build_flax_resnet, flax_parameter_count, variable_shapes
+    from shared.models.flax_resnet import build_flax_resnet, flax_parameter_count, variable_shapes
 
     model = build_flax_resnet(num_classes, stage_sizes)
     variables = porting.state_dict_to_flax(state, variable_shapes(model, batch.shape[1]))
@@ -145,7 +145,7 @@ def _onnx(
     state: Mapping[str, np.ndarray], batch: np.ndarray, stage_sizes: tuple[int, ...],
     num_classes: int, workdir: Path,
 ) -> tuple[np.ndarray, int]:
-    from training.models.torch_resnet import build_torch_resnet, torch_parameter_count
+    from shared.models.torch_resnet import build_torch_resnet, torch_parameter_count
     from training.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, onnx_session
 
     model = build_torch_resnet(num_classes, stage_sizes)

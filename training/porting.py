@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from training.models import EXPANSION, RESNET50, STAGE_WIDTHS
+from shared.models import EXPANSION, RESNET50, STAGE_WIDTHS
 
 StateDict = dict[str, np.ndarray]
 LayerPath = tuple[str, ...]
@@ -314,7 +314,7 @@ def load_torchvision_imagenet(path: str | Path, num_classes: int, *, seed: int =
     unreadable or non-ResNet-50 file raises PortingError naming the file (and key)."""
     import torch
 
-    from training.models.torch_resnet import build_torch_resnet
+    from shared.models.torch_resnet import build_torch_resnet
 
     path = Path(path)
     if not path.is_file():

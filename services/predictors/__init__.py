@@ -1,7 +1,9 @@
-"""Predictor registry: runtime name -> ``module:Class``, imported only when chosen.
+"""Predictors by runtime name, imported only when chosen.
 
 A service process imports exactly one framework (a TensorFlow service never pays for
-importing torch), so the registry holds dotted paths, not classes.
+importing torch): the runtime table (:mod:`shared.runtimes`) holds each predictor as a dotted
+path, and :func:`load_predictor` imports the one it is asked for. A runtime serves an artifact
+kind, whoever wrote it: the OpenVINO and ONNX Runtime predictors both read ``model.onnx``.
 """
 
 from __future__ import annotations
@@ -10,31 +12,32 @@ import importlib
 from pathlib import Path
 
 from services.predictors.base import Predictor
-from shared.manifest import Manifest, read_manifest
+from shared.manifest import MANIFEST_FILE, Manifest, ManifestError, read_manifest
+from shared.runtimes import Runtime, get_runtime
 
-PREDICTORS: dict[str, str] = {
-    "torch": "services.predictors.torch:TorchPredictor",
-    "tensorflow": "services.predictors.tensorflow:TensorFlowPredictor",
-    "jax": "services.predictors.jax:JaxPredictor",
-    "onnx": "services.predictors.onnx:OnnxPredictor",
-}
-
-__all__ = ["PREDICTORS", "Predictor", "load_predictor", "predictor_class"]
+__all__ = ["Predictor", "check_artifact", "load_predictor", "predictor_class"]
 
 
 def predictor_class(name: str) -> type[Predictor]:
-    """Import and return the predictor class registered as ``name``."""
-    try:
-        module_name, class_name = PREDICTORS[name].split(":")
-    except KeyError:
-        known = sorted(PREDICTORS)
-        raise ValueError(f"unknown framework {name!r}; choose one of {known}") from None
+    """Import and return the predictor class of runtime ``name``."""
+    module_name, class_name = get_runtime(name).predictor.split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def check_artifact(runtime: Runtime, manifest: Manifest, model_dir: Path) -> None:
+    """Refuse a model directory whose artifact kind the runtime does not read."""
+    if manifest.framework != runtime.artifact:
+        raise ManifestError(
+            f"the {runtime.name} runtime serves {runtime.artifact} artifacts; {model_dir} "
+            f"holds a {manifest.framework!r} one", field="framework",
+            path=Path(model_dir) / MANIFEST_FILE)
 
 
 def load_predictor(
     name: str, model_dir: Path, manifest: Manifest | None = None, *, threads: int | None = None
 ) -> Predictor:
-    """Build the ``name`` predictor for ``model_dir`` (manifest read from it if not given)."""
+    """Build runtime ``name``'s predictor for ``model_dir`` (manifest read from it if not
+    given), after checking that the runtime reads that artifact."""
     manifest = read_manifest(model_dir) if manifest is None else manifest
+    check_artifact(get_runtime(name), manifest, Path(model_dir))
     return predictor_class(name)(Path(model_dir), manifest, threads=threads)

@@ -4,7 +4,7 @@ Like mlcommons/inference's ``backend.py``, one small base class declares everyth
 runtime must provide, and each framework file fills it in (~50 lines). Unlike it, the whole
 contract is declared here, nothing implied:
 
-- ``framework``      class attribute, the registry name and ``manifest.framework``;
+- ``framework``      class attribute: the runtime's name in :mod:`shared.runtimes`;
 - ``version``        the framework's version string (reported by /model, /v2, metrics);
 - ``batch_buckets``  batch sizes the runtime is compiled for, or None when any batch size
                      runs without recompiling; the batcher pads batches up to a bucket;
@@ -28,8 +28,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from shared.manifest import Manifest, ManifestError, verify_model_file
-from training.models import StageSizes, parse_stage_sizes
+from shared.manifest import Manifest, verify_model_file
+from shared.models import StageSizes, parse_stage_sizes
 
 
 class Predictor(abc.ABC):
@@ -39,12 +39,9 @@ class Predictor(abc.ABC):
     batch_buckets: ClassVar[tuple[int, ...] | None] = None
 
     def __init__(self, model_dir: Path, manifest: Manifest, *, threads: int | None = None) -> None:
-        """Verify the artifact (framework, size, sha256: a mismatch is refused) and load it."""
-        if manifest.framework != self.framework:
-            raise ManifestError(
-                f"{self.framework} predictor cannot serve a {manifest.framework!r} model",
-                field="framework", path=Path(model_dir) / "manifest.json",
-            )
+        """Verify the artifact file (size, sha256: a mismatch is refused) and load it. Which
+        artifact kinds a runtime reads is the runtime table's business
+        (:func:`services.predictors.load_predictor` checks it)."""
         self.model_dir = Path(model_dir)
         self.manifest = manifest
         self.threads = threads

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from services.predictors.base import Predictor
-from training.models.flax_resnet import build_flax_resnet, load_flax_variables
+from shared.models.flax_resnet import build_flax_resnet, load_flax_variables
 
 SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 

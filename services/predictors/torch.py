@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from services.predictors.base import Predictor
-from training.models.torch_resnet import NHWCWrapper, build_torch_resnet
+from shared.models.torch_resnet import NHWCWrapper, build_torch_resnet
 
 
 class TorchPredictor(Predictor):

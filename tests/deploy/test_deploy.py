@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.settings import FRAMEWORK_PORTS
+from shared.runtimes import ACCELERATORS, runtimes
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -56,8 +56,10 @@ DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
 DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards"
 
+FRAMEWORK_PORTS = {r.name: r.port for r in runtimes().values()}
+ARTIFACTS = {r.name: r.artifact for r in runtimes().values()}
+"""The artifact directory each runtime's service serves (ONNX Runtime and OpenVINO: onnx)."""
 FRAMEWORKS = tuple(FRAMEWORK_PORTS)
-ACCELERATORS = ("gpu", "cpu")
 MONITORING = ("prometheus", "grafana")
 LOADTEST = ("locust-master", "locust-worker")
 NON_ROOT_UID = 10001
@@ -239,7 +241,7 @@ def test_model_services_differ_only_by_framework(compose: dict[str, Any]) -> Non
         assert service["build"]["args"].pop("FRAMEWORK") == framework
         env = service["environment"]
         assert env.pop("VERSUS_PORT") == port
-        assert env.pop("VERSUS_MODEL_DIR") == f"/models/dr/{framework}/1"
+        assert env.pop("VERSUS_MODEL_DIR") == f"/models/dr/{ARTIFACTS[framework]}/1"
         assert env.pop("VERSUS_MODEL_URI") == ""  # VERSUS_<FRAMEWORK>_MODEL_URI unset
         return service
 
@@ -256,7 +258,7 @@ def test_model_choice_and_uris_come_from_the_environment() -> None:
     services = load_compose(COMPOSE_GPU, env)["services"]
     for framework in FRAMEWORKS:
         service_env = services[framework]["environment"]
-        assert service_env["VERSUS_MODEL_DIR"] == f"/models/bloodmnist/{framework}/7"
+        assert service_env["VERSUS_MODEL_DIR"] == f"/models/bloodmnist/{ARTIFACTS[framework]}/7"
         expected_uri = env["VERSUS_JAX_MODEL_URI"] if framework == "jax" else ""
         assert service_env["VERSUS_MODEL_URI"] == expected_uri
 
@@ -694,6 +696,7 @@ def test_dockerfile_installs_only_the_runtime_extra(dockerfile: Any) -> None:
     deps = stages["service-deps"]
     assert {"FRAMEWORK", "ACCELERATOR"} <= set(deps.all("ARG"))
     assert "--chmod=0755 deploy/service-extra.sh deploy/" in deps.all("COPY")
+    assert "shared/__init__.py shared/runtimes.py shared/" in deps.all("COPY")  # the table
 
     def syncs(stage: str) -> list[str]:
         return [r for r in stages[stage].all("RUN") if "uv sync" in r]
@@ -711,22 +714,21 @@ def test_dockerfile_installs_only_the_runtime_extra(dockerfile: Any) -> None:
 
 
 def service_extra(framework: str, accelerator: str) -> subprocess.CompletedProcess[str]:
-    """deploy/service-extra.sh as the Dockerfile runs it (POSIX sh, no environment)."""
-    return subprocess.run(["sh", str(SERVICE_EXTRA), framework, accelerator], env={},
+    """deploy/service-extra.sh as the Dockerfile runs it (POSIX sh, nothing in the environment
+    but the Python that reads the runtime table)."""
+    return subprocess.run(["sh", str(SERVICE_EXTRA), framework, accelerator],
+                          env={"PYTHON": sys.executable},
                           capture_output=True, text=True, timeout=30)
 
 
-#: Runtimes with a GPU build of their own; torch and tensorflow use one extra for both.
-GPU_EXTRAS = {"jax": "jax-gpu", "onnx": "onnx-gpu"}
-#: The extra each (framework, accelerator) image installs.
-IMAGE_EXTRAS = {(f, a): GPU_EXTRAS.get(f, f) if a == "gpu" else f
-                for f in FRAMEWORKS for a in ACCELERATORS}
+#: The extra each (framework, accelerator) image installs, from the runtime table.
+IMAGE_EXTRAS = {(r.name, a): r.extra_for(a) for r in runtimes().values() for a in ACCELERATORS}
 
 
 @pytest.mark.parametrize(("framework", "accelerator"), sorted(IMAGE_EXTRAS))
 def test_service_extra_picks_the_runtime_build(framework: str, accelerator: str) -> None:
-    """jax and onnx have GPU builds of their own (extras jax-gpu, onnx-gpu); torch and
-    tensorflow one extra for both. Every answer is an extra of pyproject.toml."""
+    """The table's extra for the runtime on that accelerator (jax and onnx have GPU builds of
+    their own); every answer is an extra of pyproject.toml."""
     result = service_extra(framework, accelerator)
     assert result.returncode == 0, result.stderr
     assert result.stdout == IMAGE_EXTRAS[framework, accelerator] + "\n"

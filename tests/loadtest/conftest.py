@@ -24,11 +24,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared.runtimes import runtime_names
+
 REPO = Path(__file__).resolve().parents[2]
 LOADTEST = REPO / "loadtest"
 sys.path.insert(0, str(LOADTEST))
 
-FRAMEWORKS = ("torch", "tensorflow", "jax", "onnx")
+FRAMEWORKS = runtime_names()
 DR_CLASSES = ["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]
 
 

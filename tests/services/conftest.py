@@ -26,12 +26,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from bench.artifacts import write_artifacts
+from bench.artifacts import runtime_model_dir, write_artifacts
 from services.app import create_app
 from services.predictors import Predictor, load_predictor
 from shared.imaging import PreprocessSpec, preprocess
+from shared.runtimes import runtime_names
 
-RUNTIMES = ("torch", "tensorflow", "jax", "onnx")
+RUNTIMES = runtime_names()
 DATASET = "dr"
 IMAGE_SIZE = 32
 STAGE_SIZES = (1, 1, 1, 1)
@@ -46,8 +47,9 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_dirs(model_root: Path) -> Callable[[str], Path]:
-    """``model_dirs(runtime)``: ``<root>/dr/<runtime>/1``, written on first use (each from the
-    same seeded weights, so writing them one at a time gives the same models)."""
+    """``model_dirs(runtime)``: ``<root>/dr/<artifact>/1`` of the artifact the runtime serves,
+    written on first use (each from the same seeded weights, so writing them one at a time
+    gives the same models)."""
 
     def get(runtime: str) -> Path:
         path = model_dir(model_root, runtime)
@@ -60,7 +62,7 @@ def model_dirs(model_root: Path) -> Callable[[str], Path]:
 
 
 def model_dir(root: Path, runtime: str) -> Path:
-    return root / DATASET / runtime / "1"
+    return runtime_model_dir(root, DATASET, runtime, "1")
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,7 @@ def test_cli_help_states_the_defaults(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 16)" in out and "(default: torch 8001" in out
+    assert "(default: 16)" in out and "(default: the runtime's: torch 8001" in out
 
 
 def copy_model(model_dirs, tmp_path: Path, runtime: str = "onnx") -> Path:
@@ -103,7 +103,7 @@ def test_cli_refuses_a_sha256_mismatch_before_starting_gunicorn(model_dirs, tmp_
 
 def test_cli_refuses_a_model_of_another_framework(model_dirs, tmp_path) -> None:
     model = copy_model(model_dirs, tmp_path)
-    with pytest.raises(SystemExit, match="holds a 'onnx' model, not 'torch'"):
+    with pytest.raises(SystemExit, match="serves torch artifacts;.* holds a 'onnx' one"):
         cli.main(["--framework", "torch", "--model", str(model)])
 
 

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import requests
 
+from shared.runtimes import runtime_names
+
 pytestmark = pytest.mark.slow
 
 PARALLEL = 32
@@ -36,7 +38,7 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-@pytest.fixture(scope="module", params=["torch", "tensorflow", "jax", "onnx"])
+@pytest.fixture(scope="module", params=runtime_names())
 def server(request: pytest.FixtureRequest, serve):
     """One two-worker service per runtime for this module; stopped when the module ends."""
     server = serve(request.param, WORKERS=WORKERS, MAX_BATCH_SIZE=8, PREFERRED_BATCH_SIZE=8,

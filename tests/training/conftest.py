@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from training.models import TINY
+from shared.models import TINY
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

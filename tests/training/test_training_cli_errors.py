@@ -11,8 +11,8 @@ import pytest
 
 from shared.datasets import write_medmnist_npz
 from shared.manifest import InputSpec, Manifest, write_manifest
+from shared.models import TINY, architecture_dict
 from training.cli import main
-from training.models import TINY, architecture_dict
 
 SIZE = 32
 CLASSES = 8

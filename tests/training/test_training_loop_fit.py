@@ -10,9 +10,9 @@ import pytest
 
 from shared.datasets import ImageSet, get_dataset_spec
 from shared.imaging import PreprocessSpec, normalize
+from shared.models import TINY
 from training.backends import Backend, ModelConfig, get_backend
 from training.loop import FitConfig, evaluate_split, fit
-from training.models import TINY
 
 SIZE = 32
 BLOOD = get_dataset_spec("bloodmnist")

@@ -12,8 +12,8 @@ variances and the post-step eval logits are compared between Keras and Flax only
 import numpy as np
 import pytest
 
+from shared.models import TINY
 from training.backends import ModelConfig, get_backend
-from training.models import TINY
 
 pytestmark = pytest.mark.slow  # imports and compiles all three frameworks (~40-90 s)
 

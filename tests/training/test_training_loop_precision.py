@@ -5,9 +5,9 @@ and the Keras global dtype policy is left as it was."""
 import numpy as np
 import pytest
 
+from shared.models import TINY
 from training.backends import ModelConfig, get_backend
 from training.backends.torch import initial_state
-from training.models import TINY
 
 pytestmark = pytest.mark.slow  # compiles fp32 and bf16 programs in three frameworks
 

@@ -1,5 +1,5 @@
 """One architecture in three frameworks: equal parameter counts, torch-matching layer settings,
-native save/load, and a framework-free `training.models` import."""
+native save/load, and a framework-free `shared.models` import."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.models import (
+from shared.models import (
     RESNET50,
     TINY,
     architecture_dict,
@@ -31,7 +31,7 @@ COUNT_IDS = [f"{'x'.join(map(str, sizes))}-{classes}" for sizes, classes in PARA
 
 def test_package_imports_without_frameworks():
     code = (
-        "import sys, training.models, training.porting\n"
+        "import sys, shared.models, training.porting\n"
         "loaded = {'torch', 'tensorflow', 'keras', 'jax', 'flax'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )
@@ -64,7 +64,7 @@ def test_parse_stage_sizes_and_architecture():
 
 def test_torch_matches_torchvision_resnet50():
     torch = pytest.importorskip("torch")
-    from training.models.torch_resnet import build_torch_resnet, torch_parameter_count
+    from shared.models.torch_resnet import build_torch_resnet, torch_parameter_count
 
     resnet50 = pytest.importorskip("torchvision.models").resnet50  # after avoid_llvm_clash
 
@@ -80,7 +80,7 @@ def test_torch_matches_torchvision_resnet50():
 @pytest.mark.parametrize(("stage_sizes", "classes"), COUNT_CASES, ids=COUNT_IDS)
 def test_torch_parameter_count(stage_sizes, classes):
     torch = pytest.importorskip("torch")
-    from training.models.torch_resnet import build_torch_resnet, torch_parameter_count
+    from shared.models.torch_resnet import build_torch_resnet, torch_parameter_count
 
     with torch.device("meta"):
         model = build_torch_resnet(classes, stage_sizes)
@@ -90,7 +90,7 @@ def test_torch_parameter_count(stage_sizes, classes):
 @pytest.mark.parametrize(("stage_sizes", "classes"), COUNT_CASES, ids=COUNT_IDS)
 def test_keras_parameter_count(stage_sizes, classes):
     pytest.importorskip("keras")
-    from training.models.keras_resnet import build_keras_resnet, keras_parameter_count
+    from shared.models.keras_resnet import build_keras_resnet, keras_parameter_count
 
     model = build_keras_resnet(classes, SMALL_IMAGE, stage_sizes)
     assert keras_parameter_count(model) == PARAMETERS[stage_sizes, classes]
@@ -99,7 +99,7 @@ def test_keras_parameter_count(stage_sizes, classes):
 @pytest.mark.parametrize(("stage_sizes", "classes"), COUNT_CASES, ids=COUNT_IDS)
 def test_flax_parameter_count(stage_sizes, classes):
     pytest.importorskip("flax")
-    from training.models.flax_resnet import build_flax_resnet, flax_parameter_count
+    from shared.models.flax_resnet import build_flax_resnet, flax_parameter_count
 
     model = build_flax_resnet(classes, stage_sizes)
     assert flax_parameter_count(model, SMALL_IMAGE) == PARAMETERS[stage_sizes, classes]
@@ -109,7 +109,7 @@ def test_keras_layers_follow_torch_conventions():
     pytest.importorskip("keras")
     from keras import layers
 
-    from training.models.keras_resnet import build_keras_resnet
+    from shared.models.keras_resnet import build_keras_resnet
 
     model = build_keras_resnet(5, SMALL_IMAGE, TINY)
     norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
@@ -127,7 +127,7 @@ def test_keras_layers_follow_torch_conventions():
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras saving
 def test_keras_native_file_round_trip(tmp_path):
     keras = pytest.importorskip("keras")
-    from training.models.keras_resnet import build_keras_resnet
+    from shared.models.keras_resnet import build_keras_resnet
 
     model = build_keras_resnet(5, SMALL_IMAGE, TINY)
     model.save(tmp_path / "model.keras")
@@ -141,7 +141,7 @@ def test_keras_native_file_round_trip(tmp_path):
 @pytest.mark.slow  # ~30 s cold: JAX compiles every op of an eager init once per process
 def test_flax_init_and_native_file_round_trip(tmp_path):
     pytest.importorskip("flax")
-    from training.models.flax_resnet import (
+    from shared.models.flax_resnet import (
         build_flax_resnet,
         init_variables,
         load_flax_variables,

@@ -4,8 +4,8 @@ matching torch under onnxruntime."""
 import numpy as np
 import pytest
 
+from shared.models import TINY
 from training import porting
-from training.models import TINY
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -16,7 +16,7 @@ IMAGE = 32
 
 @pytest.fixture(scope="module")
 def exported(tiny_state, tmp_path_factory):
-    from training.models.torch_resnet import build_torch_resnet
+    from shared.models.torch_resnet import build_torch_resnet
     from training.onnx_export import export_onnx
 
     model = build_torch_resnet(5, TINY)
@@ -41,7 +41,7 @@ def test_single_file_opset_and_dynamic_batch(exported):
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_onnxruntime_matches_torch(exported, batch):
-    from training.models.torch_resnet import NHWCWrapper
+    from shared.models.torch_resnet import NHWCWrapper
     from training.onnx_export import INPUT_NAME, onnx_session
 
     model, path = exported

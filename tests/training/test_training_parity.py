@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from training.models import RESNET50, TINY
+from shared.models import RESNET50, TINY
 from training.parity import (
     FRAMEWORKS,
     compare_logits,

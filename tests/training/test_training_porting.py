@@ -4,8 +4,8 @@ mismatch, and the torchvision ImageNet loader."""
 import numpy as np
 import pytest
 
+from shared.models import RESNET50, TINY
 from training import porting
-from training.models import RESNET50, TINY
 from training.parity import random_state_dict
 
 torch = pytest.importorskip("torch")
@@ -22,14 +22,14 @@ def assert_same_state(actual, expected):
 
 def keras_model(classes, stage_sizes=TINY):
     pytest.importorskip("keras")
-    from training.models.keras_resnet import build_keras_resnet
+    from shared.models.keras_resnet import build_keras_resnet
 
     return build_keras_resnet(classes, IMAGE, stage_sizes)
 
 
 def flax_target(classes, stage_sizes=TINY):
     pytest.importorskip("flax")
-    from training.models.flax_resnet import build_flax_resnet, variable_shapes
+    from shared.models.flax_resnet import build_flax_resnet, variable_shapes
 
     return variable_shapes(build_flax_resnet(classes, stage_sizes), IMAGE)
 
@@ -61,7 +61,7 @@ def test_resnet50_round_trips(resnet50_state):
 
 
 def test_torch_module_round_trip(tiny_state):
-    from training.models.torch_resnet import build_torch_resnet
+    from shared.models.torch_resnet import build_torch_resnet
 
     model = build_torch_resnet(5, TINY)
     porting.state_dict_to_torch(tiny_state, model)
@@ -100,7 +100,7 @@ def test_class_count_mismatch_names_fc(tiny_state, framework):
         elif framework == "flax":
             porting.state_dict_to_flax(tiny_state, flax_target(8))
         else:
-            from training.models.torch_resnet import build_torch_resnet
+            from shared.models.torch_resnet import build_torch_resnet
 
             porting.state_dict_to_torch(tiny_state, build_torch_resnet(8, TINY))
 
@@ -122,7 +122,7 @@ def test_missing_and_unknown_keys(tiny_state):
 @pytest.fixture(scope="module")
 def imagenet_file(tmp_path_factory):
     """Stands in for torchvision's resnet50 IMAGENET1K_V2 state-dict file."""
-    from training.models.torch_resnet import build_torch_resnet
+    from shared.models.torch_resnet import build_torch_resnet
 
     torch.manual_seed(123)
     path = tmp_path_factory.mktemp("imagenet") / "resnet50-imagenet.pth"

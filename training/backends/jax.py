@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from training.models.flax_resnet import (
+from shared.models.flax_resnet import (
     build_flax_resnet,
     init_variables,
     load_flax_variables,

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.models.keras_resnet import build_keras_resnet, keras_parameter_count
+from shared.models.keras_resnet import build_keras_resnet, keras_parameter_count
 from training.porting import keras_to_state_dict, state_dict_to_keras
 
 from .base import ADAM_BETAS, ADAM_EPSILON, Backend, StateDict

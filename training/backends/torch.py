@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from training.models.torch_resnet import build_torch_resnet, torch_parameter_count
+from shared.models.torch_resnet import build_torch_resnet, torch_parameter_count
 from training.porting import state_dict_to_torch, to_numpy_state
 
 from .base import ADAM_BETAS, ADAM_EPSILON, Backend, StateDict

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import serialization, traverse_util
 
-from training.models import (
+from shared.models import (
     BN_EPSILON,
     BN_MOMENTUM,
     EXPANSION,

@@ -12,8 +12,8 @@ port by name. Trainable parameter counts are equal across frameworks:
 (BatchNorm running statistics are buffers / non-trainable variables / `batch_stats` and are
 not counted.)
 
-The framework modules are imported lazily: `training.models` imports without torch, TF or JAX,
-and `from training.models import build_keras_resnet` imports only Keras.
+The framework modules are imported lazily: `shared.models` imports without torch, TF or JAX,
+and `from shared.models import build_keras_resnet` imports only Keras.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from training.models import RESNET50, avoid_llvm_clash, parse_stage_sizes
+from shared.models import RESNET50, avoid_llvm_clash, parse_stage_sizes
 
 avoid_llvm_clash()  # before torchvision: it may pull in Triton, fatal after TensorFlow
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from training.models import (
+from shared.models import (
     BN_EPSILON,
     BN_MOMENTUM,
     EXPANSION,
