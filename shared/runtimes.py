@@ -8,7 +8,7 @@ terraform files, which cannot import Python, are checked against it by tests).
 
 A runtime serves an **artifact**, not the framework that wrote it: the artifact kind names the
 directory ``models/<dataset>/<artifact>/<version>/``, the native file, and the manifest's
-``framework`` (who wrote it). Two runtimes may serve one artifact kind.
+``framework`` (who wrote it). ONNX Runtime and OpenVINO both serve the ``onnx`` artifact.
 
 More rows come from modules named in ``VERSUS_RUNTIME_MODULES`` (comma-separated, each with
 a ``RUNTIMES`` sequence of :class:`Runtime`), so a runtime can be added without editing this
@@ -91,6 +91,8 @@ BUILTIN_RUNTIMES: tuple[Runtime, ...] = (
             "jax", "jax-gpu", 8003, "jax_flax", ("jax", "jaxlib", "flax"), "#1f77b4"),
     Runtime("onnx", "ONNX Runtime", "services.predictors.onnx:OnnxPredictor", "onnx",
             "onnx", "onnx-gpu", 8004, "onnxruntime_onnx", ("onnxruntime", "onnx"), "#2ca02c"),
+    Runtime("openvino", "OpenVINO", "services.predictors.openvino:OpenVinoPredictor", "onnx",
+            "openvino", "openvino", 8005, "openvino_onnx", ("openvino",), "#9467bd"),
 )
 
 

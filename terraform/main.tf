@@ -10,18 +10,11 @@ locals {
     var.tags,
   )
 
-  # The service contract (docker-compose.yml, deploy/): one port per framework.
-  framework_ports = {
-    torch      = 8001
-    tensorflow = 8002
-    jax        = 8003
-    onnx       = 8004
-  }
   prometheus_port = 9090
   grafana_port    = 3000
   locust_web_port = 8089
 
-  frameworks    = sort(tolist(var.frameworks))
+  frameworks    = sort(var.frameworks == null ? keys(local.framework_ports) : tolist(var.frameworks))
   service_ports = { for fw in local.frameworks : fw => local.framework_ports[fw] }
 
   # One entry per GPU instance: which frameworks it serves. Shared (default): every instance

@@ -177,14 +177,27 @@ variable "instance_type" {
   }
 }
 
+# The runtime table (shared/runtimes.py): each runtime's service and its port, as in
+# docker-compose.yml. Terraform cannot import Python, so tests/terraform compares this map with
+# the table; it lives here because the validation below reads it.
+locals {
+  framework_ports = {
+    torch      = 8001
+    tensorflow = 8002
+    jax        = 8003
+    onnx       = 8004
+    openvino   = 8005
+  }
+}
+
 variable "frameworks" {
-  description = "Frameworks whose inference service is deployed: any of torch (:8001), tensorflow (:8002), jax (:8003), onnx (:8004)."
+  description = "Runtimes whose inference service is deployed: any of local.framework_ports above. Null (default): every one."
   type        = set(string)
-  default     = ["torch", "tensorflow", "jax", "onnx"]
+  default     = null
 
   validation {
-    condition     = length(var.frameworks) > 0 && length(setsubtract(var.frameworks, ["torch", "tensorflow", "jax", "onnx"])) == 0
-    error_message = "frameworks must be a non-empty subset of [\"torch\", \"tensorflow\", \"jax\", \"onnx\"]."
+    condition     = var.frameworks == null ? true : length(var.frameworks) > 0 && length(setsubtract(var.frameworks, keys(local.framework_ports))) == 0
+    error_message = "frameworks must be a non-empty subset of the runtimes: ${join(", ", keys(local.framework_ports))}."
   }
 }
 

@@ -99,3 +99,17 @@ def test_jax_compiles_every_bucket_at_warmup_and_never_at_request_time(
         assert client.post("/v2/models/dr/infer", json=body).status_code == 200
     assert client.post("/predict", data=make_image(1), content_type="image/png").status_code == 200
     assert predictor.apply._cache_size() == compiled
+
+
+def test_every_runtime_computes_torchs_logits(all_predictors: dict[str, Predictor]) -> None:
+    """fp32 parity of the served runtimes: logits within 1e-4 of torch's on one batch."""
+    images = batch(6, seed=3)
+    reference = all_predictors["torch"].logits(images)
+    for runtime, predictor in all_predictors.items():
+        np.testing.assert_allclose(predictor.logits(images), reference, atol=1e-4,
+                                   err_msg=f"{runtime} logits differ from torch's")
+
+
+def test_openvino_runs_at_the_precision_it_was_asked_for(all_predictors) -> None:
+    """OpenVINO's default on an AMX/AVX512-BF16 CPU is bf16; the predictor asks for f32."""
+    assert all_predictors["openvino"].precision == "f32"

@@ -81,7 +81,7 @@ def run(command: list[str], env: dict[str, str], tmp_path: Path) -> str:
 def test_a_throwaway_row_is_in_the_bench_and_the_load_test(throwaway_row, tmp_path) -> None:
     bench_help = run([sys.executable, "-m", "bench", "--help"],
                      {**throwaway_row, "PYTHONPATH": throwaway_row["PYTHONPATH"]}, REPO)
-    assert "torch,tensorflow,jax,onnx,fixed" in "".join(bench_help.split())
+    assert "torch,tensorflow,jax,onnx,openvino,fixed" in "".join(bench_help.split())
     locust = Path(sys.executable).with_name("locust")
     users = run([str(locust), "-f", str(REPO / "loadtest"), "--list"], throwaway_row, tmp_path)
     assert "FixedUser" in users.split() and "OnnxUser" in users.split()

@@ -43,6 +43,10 @@ def test_every_row_is_installable_importable_and_distinct() -> None:
         assert (REPO / (module.replace(".", "/") + ".py")).is_file() and cls, row.name
 
 
+def test_onnx_runtime_and_openvino_serve_the_same_artifact() -> None:
+    assert get_runtime("onnx").artifact == get_runtime("openvino").artifact == "onnx"
+
+
 def test_unknown_names_list_the_known_ones() -> None:
     with pytest.raises(RuntimeTableError, match="unknown runtime 'mxnet'; choose one of torch"):
         get_runtime("mxnet")

@@ -853,7 +853,8 @@ def test_apply_and_destroy_on_moto(
         assert_bash_syntax(service_script)
         assert f"VERSUS_ARTIFACTS=s3://{bucket}/models\n" in service_script
         assert REPO_URL in service_script
-        assert 'VERSUS_SERVICES="jax onnx tensorflow torch prometheus grafana"' in service_script
+        every_runtime = " ".join(sorted(FRAMEWORK_PORTS))  # the default: the whole table
+        assert f'VERSUS_SERVICES="{every_runtime} prometheus grafana"' in service_script
 
         # Security group: service and monitoring ports from allowed_cidrs only, plus traffic
         # inside the group; nothing else (no SSH without key_name, no Locust without loadgen).
@@ -938,3 +939,17 @@ def test_apply_and_destroy_on_moto(
 def tag(resource: dict[str, Any], key: str) -> str | None:
     """Value of tag ``key`` in a boto3 description, None when absent."""
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}.get(key)
+
+
+def test_runtime_ports_match_the_runtime_table() -> None:
+    """variables.tf's framework_ports is the runtime table's names and ports (HCL cannot import
+    it): a runtime missing or on another port is named with the file."""
+    text = (TERRAFORM_DIR / "variables.tf").read_text()
+    block = re.search(r"framework_ports = \{(.*?)\}", text, re.S).group(1)
+    ports = {name: int(port) for name, port in re.findall(r"(\w+)\s*=\s*(\d+)", block)}
+    for name, port in FRAMEWORK_PORTS.items():
+        assert ports.get(name) == port, (
+            f"runtime {name!r}: terraform/variables.tf framework_ports has {ports.get(name)}, "
+            f"shared/runtimes.py {port}")
+    extra = set(ports) - set(FRAMEWORK_PORTS)
+    assert not extra, f"terraform/variables.tf lists runtimes the table lacks: {extra}"
