@@ -32,8 +32,12 @@ after its oldest request arrived, but here it only waits while some request is *
 (announced with :meth:`DynamicBatcher.expecting` while it is decoded). A lone request is never
 delayed, and under load a batch still collects the requests that are being decoded right now.
 
-The queue is bounded (``queue_size`` images): a full queue raises :class:`QueueFull`, which
-the service turns into 503 + Retry-After instead of letting latency grow without bound.
+The queue is bounded (``queue_size`` images, counting those announced on their way): a full
+queue raises :class:`QueueFull`, which the service turns into 503 + Retry-After instead of
+letting latency grow without bound. :meth:`DynamicBatcher.ensure_room` checks before a
+request's body is even read, and :meth:`DynamicBatcher.expecting` reserves the room before
+its images are decoded, so a refused request costs neither (nor the batcher thread the CPU
+they would take).
 :meth:`DynamicBatcher.stop` refuses new work but finishes everything already queued (drain).
 """
 
@@ -140,10 +144,25 @@ class DynamicBatcher:
         """Images waiting in the queue."""
         return len(self._items)
 
+    def ensure_room(self, n: int = 1) -> None:
+        """Raise :class:`QueueFull` (or :class:`BatcherStopped`) unless ``n`` more images
+        fit in the queue now, counting those on their way; reserves nothing."""
+        with self._cond:
+            self._check_room(n)
+
+    def _check_room(self, n: int) -> None:
+        if self._stopping:
+            raise BatcherStopped("the service is shutting down")
+        waiting = len(self._items) + self._incoming
+        if waiting + n > self.queue_size:
+            raise QueueFull(f"batch queue full ({waiting}/{self.queue_size} images waiting "
+                            "or being decoded)")
+
     @contextmanager
     def expecting(self, n: int) -> Iterator[Callable[[Rows], list[Future[RowResult]]]]:
-        """Announce ``n`` images that are being prepared (decoded); yields the ``submit``
-        that queues them. The announcement ends when they are queued, or on an error."""
+        """Reserve queue room for ``n`` images that are about to be prepared (decoded) and
+        announce them (:class:`QueueFull` if they do not fit); yields the ``submit`` that
+        queues them. The announcement ends when they are queued, or on an error."""
         announced = [n]
 
         def submit(rows: Rows) -> list[Future[RowResult]]:
@@ -151,6 +170,7 @@ class DynamicBatcher:
             return self._submit(rows, announced=count)
 
         with self._cond:
+            self._check_room(n)
             self._incoming += n
         try:
             yield submit
@@ -170,12 +190,7 @@ class DynamicBatcher:
         with self._cond:
             self._incoming -= announced  # on their way no more: queued, or refused below
             self._cond.notify()
-            if self._stopping:
-                raise BatcherStopped("the service is shutting down")
-            if len(self._items) + len(rows) > self.queue_size:
-                raise QueueFull(
-                    f"batch queue full ({len(self._items)}/{self.queue_size} images waiting)"
-                )
+            self._check_room(len(rows))
             items = [_Item(row, Future(), now) for row in rows]
             self._items.extend(items)
             depth = len(self._items)

@@ -3,11 +3,15 @@ HTML page when a browser asked (the upload form), and the service keeps serving.
 
 Status mapping (the client's fault is never a 500):
 
-- 400 bad input (no/empty file, undecodable image, malformed JSON, wrong tensor shape/dtype),
+- 400 bad input (no/empty file, undecodable image, malformed JSON, wrong tensor shape/dtype,
+  malformed HTTP body framing such as a bad chunk size, or a body that ends early),
 - 404 unknown route or model, 405 wrong method (with ``Allow``),
-- 413 body over ``MAX_BODY_BYTES``, image over its byte or pixel limit, too many images,
+- 413 body over ``MAX_BODY_BYTES`` (or an OIP body over the model's largest tensor), image
+  over its byte or pixel limit, too many images, a decode larger than the memory budget,
 - 415 wrong Content-Type or unsupported image format,
-- 503 + ``Retry-After`` when the queue is full, the model is not ready or the worker drains.
+- 422 an input that drives the model to NaN or infinite outputs,
+- 503 + ``Retry-After`` when the queue is full (checked before the body is read), the
+  decode memory stays busy, the model is not ready or the worker drains.
 
 Each refusal is counted in ``versus_rejected_requests_total{reason}``.
 """
@@ -19,10 +23,12 @@ import re
 from functools import partial
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
+from services.admission import BudgetBusy, OverBudget
 from services.batching import BatcherStopped, QueueFull
-from services.engine import NotReady, TooManyImages
+from services.engine import NonFiniteOutput, NotReady, TooManyImages
 from shared.imaging import ImageError
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,9 @@ def error_response(status: int, message: str, reason: str) -> Response:
 #: The service's own refusals: exception type -> (status, metric reason).
 REFUSALS: dict[type[Exception], tuple[int, str]] = {
     TooManyImages: (413, "too_many_images"),
+    OverBudget: (413, "over_decode_budget"),
+    BudgetBusy: (503, "decode_memory_busy"),
+    NonFiniteOutput: (422, "non_finite_output"),
     QueueFull: (503, "queue_full"),
     NotReady: (503, "not_ready"),
     BatcherStopped: (503, "draining"),
@@ -98,12 +107,20 @@ def register_error_handlers(app: Flask) -> None:
     for exc_type, (status, reason) in REFUSALS.items():
         app.register_error_handler(exc_type, partial(_refusal, status, reason))
 
+    @app.errorhandler(ParseException)
+    @app.errorhandler(NoMoreData)
+    def _framing(exc: Exception) -> Response:
+        """gunicorn raises these while the app reads the body: a chunk size that is not
+        hex, chunk data without its CRLF, a body that ends before its last chunk."""
+        detail = str(exc) or "the body ended before it was complete"
+        return error_response(400, f"malformed request body: {detail}", "malformed_body")
+
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = exc.description or exc.name
         if isinstance(exc, RequestEntityTooLarge):
-            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            limit = request.max_content_length
             message = f"request body too large: the limit is {limit:,} bytes"
         response = error_response(status, message, _slug(exc.name))
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:

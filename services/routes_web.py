@@ -31,6 +31,7 @@ def index() -> str:
 @bp.post("/predict")
 def predict() -> Response | str:
     engine = current_app.extensions["versus"]
+    engine.admit()  # a full queue refuses before the body is read
     html = wants_html()
     (prediction,) = engine.classify_images([read_upload()], keep_image=html)
     if not html:

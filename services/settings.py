@@ -108,10 +108,16 @@ class ServiceSettings(_FromMapping):
     """Largest decoded image (width x height), checked from the header (decompression bombs)."""
     retry_after_s: int = 1
     """Retry-After sent with 503s."""
+    decode_memory_bytes: int = 2**30
+    """Memory one worker's concurrent decodes (images, JSON tensors) may hold; see
+    services.admission."""
+    decode_wait_s: float = 2.0
+    """How long a request waits for decode memory before 503 + Retry-After."""
 
     def __post_init__(self) -> None:
         """Refuse values that would make the batcher or limits meaningless."""
-        for name in ("max_batch_size", "queue_size", "workers", "max_body_bytes", "retry_after_s"):
+        for name in ("max_batch_size", "queue_size", "workers", "max_body_bytes", "retry_after_s",
+                     "decode_memory_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
         if self.max_queue_delay_ms < 0:

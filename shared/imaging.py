@@ -107,6 +107,11 @@ class ImageLimits:
 
 DEFAULT_LIMITS = ImageLimits()
 
+#: Peak bytes per decoded pixel from header to square: Pillow keeps 1 (P, L) to 4 (RGB as
+#: RGBX, RGBA) bytes a pixel, then the RGB conversion and the square crop make 4-byte
+#: copies (RGBA adds a composite). Measured peaks: palette PNG ~8.5, RGBA PNG ~12.
+DECODE_BYTES_PER_PIXEL = 12
+
 
 @dataclass(frozen=True)
 class PreprocessSpec:
@@ -164,16 +169,35 @@ def decode_image(
 
     With ``target_size``, a JPEG is decoded by ``draft()`` at 1/2, 1/4 or 1/8 scale while
     its short side stays >= ``target_size`` (several times faster for camera JPEGs).
-    Raises an :class:`ImageError` subclass for every bad input.
+    Raises an :class:`ImageError` subclass for every bad input. The two halves,
+    :func:`open_image` and :func:`finish_decode`, let a caller budget the decode's memory
+    (:func:`decode_cost_bytes`) between the header and the pixels.
     """
+    return finish_decode(open_image(data, target_size=target_size, limits=limits))
+
+
+def open_image(
+    data: bytes, *, target_size: int | None = None, limits: ImageLimits = DEFAULT_LIMITS
+) -> Image.Image:
+    """Check ``limits`` and parse only the header (no pixel decoded yet); with
+    ``target_size``, a JPEG is set to decode reduced by ``draft()``, and its ``size`` is the
+    reduced one."""
     if target_size is not None and target_size <= 0:
         raise ValueError(f"target_size must be positive, got {target_size}")
     _check_encoded_size(data, limits)
     img = _open_header(data)
     _check_pixel_count(img.size, limits)
-    try:
-        if target_size is not None:
+    if target_size is not None:
+        try:
             img.draft("RGB", (target_size, target_size))
+        except Exception as exc:  # untrusted input: any decoder failure is the input's fault
+            raise UndecodableImage(f"corrupt image header: {exc}") from exc
+    return img
+
+
+def finish_decode(img: Image.Image) -> Image.Image:
+    """Decode the pixels of an :func:`open_image` result to an RGB, EXIF-upright image."""
+    try:
         img.load()
         ImageOps.exif_transpose(img, in_place=True)
         return _to_rgb(img)
@@ -183,6 +207,13 @@ def decode_image(
         raise TooManyPixels(f"too many pixels (Pillow's decompression-bomb check): {exc}") from exc
     except Exception as exc:  # untrusted input: any decoder failure is the input's fault
         raise UndecodableImage(f"image data is truncated or corrupt: {exc}") from exc
+
+
+def decode_cost_bytes(img: Image.Image) -> int:
+    """Bytes of memory that decoding and squaring ``img`` (an :func:`open_image` result)
+    may hold at its peak: :data:`DECODE_BYTES_PER_PIXEL` per pixel it decodes."""
+    width, height = img.size
+    return width * height * DECODE_BYTES_PER_PIXEL
 
 
 def _check_encoded_size(data: bytes, limits: ImageLimits) -> None:
