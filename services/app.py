@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
-from services import oip, pillow_warnings, routes_health, routes_web
+from services import memory, oip, pillow_warnings, routes_health, routes_web
 from services.engine import InferenceEngine
 from services.errors import register_error_handlers
 from services.settings import ServiceSettings, env_mapping
@@ -57,6 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, start: bool = True) -
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     pillow_warnings.install()
+    memory.limit_arenas()
     _instrument(app, engine)
     if start:
         engine.start()

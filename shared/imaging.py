@@ -107,10 +107,13 @@ class ImageLimits:
 
 DEFAULT_LIMITS = ImageLimits()
 
-#: Peak bytes per decoded pixel from header to square: Pillow keeps 1 (P, L) to 4 (RGB as
-#: RGBX, RGBA) bytes a pixel, then the RGB conversion and the square crop make 4-byte
-#: copies (RGBA adds a composite). Measured peaks: palette PNG ~8.5, RGBA PNG ~12.
-DECODE_BYTES_PER_PIXEL = 12
+#: Peak bytes per decoded pixel from header to square, besides the decoded image itself:
+#: the RGB conversion and the square crop each make a 4-byte-a-pixel copy (Pillow stores RGB
+#: as RGBX). Measured whole peaks: palette PNG ~8.5 B/px (1 + 8), RGBA PNG ~12 (4 + 8).
+DECODE_COPY_BYTES_PER_PIXEL = 8
+#: Bytes a pixel of a decoded image takes in Pillow, by mode (4 for any mode not listed).
+MODE_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2,
+                        "I;16N": 2, "LA": 4, "PA": 4}
 
 
 @dataclass(frozen=True)
@@ -211,9 +214,10 @@ def finish_decode(img: Image.Image) -> Image.Image:
 
 def decode_cost_bytes(img: Image.Image) -> int:
     """Bytes of memory that decoding and squaring ``img`` (an :func:`open_image` result)
-    may hold at its peak: :data:`DECODE_BYTES_PER_PIXEL` per pixel it decodes."""
+    may hold at its peak: the decoded image in its mode plus the copies on the way to RGB."""
     width, height = img.size
-    return width * height * DECODE_BYTES_PER_PIXEL
+    per_pixel = MODE_BYTES_PER_PIXEL.get(img.mode, 4) + DECODE_COPY_BYTES_PER_PIXEL
+    return width * height * per_pixel
 
 
 def _check_encoded_size(data: bytes, limits: ImageLimits) -> None:
