@@ -8,7 +8,8 @@ A tiny model's service (``bench.tiny_service``: one worker, 32 request threads) 
 pixels (7000 x 7000 = 49 MP, under the 50 MP limit, ~60 KB encoded), ``--rounds`` times.
 Printed per round: the responses by status, the worker's RSS before, its high-water mark
 (``VmHWM``, reset never: the peak since the worker started) and its RSS ``--settle-s``
-seconds after the burst. With ``--json-mb``, the same with OIP bodies of that many MB.
+seconds after the burst. With ``--json-mb``, the bursts are OIP JSON bodies of that many MB
+instead (a BYTES input: the cost is the parse; the image inside is refused).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle-s", type=float, default=3.0,
                    help="idle seconds before the RSS after a burst is read (default: 3)")
     p.add_argument("--json-mb", type=float, default=0.0,
-                   help="also burst OIP JSON bodies of this many MB (default: 0, off)")
+                   help="burst OIP JSON bodies of this many MB instead (default: 0, PNGs)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment of the service, e.g. MALLOC_ARENA_MAX=2")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
@@ -79,26 +80,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = ServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
                                max_batch_size=8, queue_size=64)
     png = palette_png(args.side)
-    loads = [("png", "/predict", png, {"Content-Type": "image/png"})]
+    load = ("png", "/predict", png, {"Content-Type": "image/png"})
     if args.json_mb:
-        loads.append(("json", "/v2/models/dr/infer", json_body(args.json_mb),
-                      {"Content-Type": "application/json"}))
+        load = ("json", "/v2/models/dr/infer", json_body(args.json_mb),
+                {"Content-Type": "application/json"})
+    name, path, body, headers = load
     with tiny_service(args.workdir, settings, env) as service:
         (pid,) = worker_pids(service)
-        print(f"worker {pid}; env {env or '-'}; {args.clients} clients; PNG {args.side}x"
-              f"{args.side} ({len(png):,} bytes)")
+        print(f"worker {pid}; env {env or '-'}; {args.clients} clients; {name} body of "
+              f"{len(body):,} bytes" + ("" if args.json_mb else f" ({args.side} px square)"))
         print(f"{'load':5} {'round':>5} {'statuses':24} {'rss before':>10} {'peak (HWM)':>10} "
               f"{'rss after':>10} {'seconds':>8}")
-        for name, path, body, headers in loads:
-            for round_ in range(1, args.rounds + 1):
-                before = memory_mb(pid)["VmRSS"]
-                started = time.perf_counter()
-                statuses = burst(service.url + path, body, headers, args.clients)
-                seconds = time.perf_counter() - started
-                time.sleep(args.settle_s)
-                mem = memory_mb(pid)
-                print(f"{name:5} {round_:>5} {json.dumps(dict(statuses)):24} {before:>10.0f} "
-                      f"{mem['VmHWM']:>10.0f} {mem['VmRSS']:>10.0f} {seconds:>8.1f}")
+        for round_ in range(1, args.rounds + 1):
+            before = memory_mb(pid)["VmRSS"]
+            started = time.perf_counter()
+            statuses = burst(service.url + path, body, headers, args.clients)
+            seconds = time.perf_counter() - started
+            time.sleep(args.settle_s)
+            mem = memory_mb(pid)
+            print(f"{name:5} {round_:>5} {json.dumps(dict(statuses)):24} {before:>10.0f} "
+                  f"{mem['VmHWM']:>10.0f} {mem['VmRSS']:>10.0f} {seconds:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""Goodput under overload: successful responses per second with many clients that retry a
+503 at once, against the unloaded peak.
+
+    python -m bench.admission_goodput [--overload-clients 64] [--seconds 8]
+
+A tiny model's service (``bench.tiny_service``: one worker, 32 request threads, a batch
+queue of ``--queue-size`` images, so that 64 clients overflow it) takes ``POST /predict`` of
+one ``--image-side`` px noise JPEG from closed-loop keep-alive clients (``--processes``
+client processes, so the clients' own GIL is not the bottleneck). Each phase runs
+``--seconds``: first the unloaded levels (``--levels``, no 503 expected), whose best
+goodput is the peak, then ``--overload-clients`` clients that never back off. Printed: per
+phase, responses/s by status, and overload goodput as a fraction of the peak (target: 80%).
+A service that reads and decodes every body before refusing it spends its CPU on 503s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image
+
+from bench.services import ServiceSettings
+from bench.tiny_service import DEFAULT_WORKDIR, tiny_service
+
+
+def noise_jpeg(side: int, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _client_process(url: str, body: bytes, threads: int, seconds: float) -> Counter[int]:
+    """``threads`` closed-loop clients for ``seconds``; their status codes (0: a failed
+    connection)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = urlsplit(url)
+    headers = {"Content-Type": "image/jpeg"}
+
+    def loop(_: int) -> Counter[int]:
+        counts: Counter[int] = Counter()
+        deadline = time.monotonic() + seconds
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        while time.monotonic() < deadline:
+            try:
+                conn.request("POST", parts.path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                counts[response.status] += 1
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+            except (OSError, http.client.HTTPException):
+                counts[0] += 1
+                conn.close()
+        conn.close()
+        return counts
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(loop, range(threads)), Counter())
+
+
+def phase(url: str, body: bytes, clients: int, processes: int, seconds: float
+          ) -> dict[int, float]:
+    """Responses per second by status with ``clients`` clients spread over processes."""
+    processes = min(processes, clients)
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    with ProcessPoolExecutor(processes) as pool:
+        futures = [pool.submit(_client_process, url, body, n, seconds) for n in shares]
+        counts = sum((f.result() for f in futures), Counter())
+    return {status: n / seconds for status, n in sorted(counts.items())}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.admission_goodput",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--levels", default="4,8,16",
+                   help="unloaded client counts; the best is the peak (default: 4,8,16)")
+    p.add_argument("--overload-clients", type=int, default=64, help="(default: 64)")
+    p.add_argument("--seconds", type=float, default=8.0, help="per phase (default: 8)")
+    p.add_argument("--processes", type=int, default=4, help="client processes (default: 4)")
+    p.add_argument("--queue-size", type=int, default=16,
+                   help="service batch queue, images (default: 16)")
+    p.add_argument("--image-side", type=int, default=512, help="JPEG side (default: 512)")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                   help=f"model and logs (default: {DEFAULT_WORKDIR})")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = get_args_parser().parse_args(argv)
+    settings = ServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
+                               max_batch_size=8, queue_size=args.queue_size)
+    body = noise_jpeg(args.image_side)
+    levels = [int(n) for n in args.levels.split(",")]
+    with tiny_service(args.workdir, settings) as service:
+        url = service.url + "/predict"
+        phase(url, body, 4, 1, 1.0)  # warm the path up
+        print(f"{'clients':>7}  {'200/s':>8}  {'503/s':>8}  other/s")
+        peak = 0.0
+        for clients in [*levels, args.overload_clients]:
+            rates = phase(url, body, clients, args.processes, args.seconds)
+            ok, refused = rates.pop(200, 0.0), rates.pop(503, 0.0)
+            print(f"{clients:>7}  {ok:>8.1f}  {refused:>8.1f}  {rates or '-'}")
+            if clients != args.overload_clients:
+                peak = max(peak, ok)
+        print(f"overload goodput {ok:.1f}/s = {ok / peak:.0%} of the unloaded peak "
+              f"{peak:.1f}/s ({args.overload_clients} clients, queue {args.queue_size})")
+
+
+if __name__ == "__main__":
+    main()
