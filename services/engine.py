@@ -241,9 +241,11 @@ class InferenceEngine:
     # ------------------------------------------------------------------ inference
 
     def admit(self) -> None:
-        """Refuse (503 + Retry-After) a request that could not be queued now, before its
-        body is read: not ready, draining, or a full queue."""
-        self._ready_batcher(1).ensure_room(1)
+        """Refuse (503 + Retry-After) a request that could not be queued, before its body
+        is read: not ready, draining, or a queue still full after ``queue_wait_ms``. The
+        bounded wait costs no CPU, where a refusal to a client that retries at once costs a
+        whole request cycle, taken from the batcher thread (GIL)."""
+        self._ready_batcher(1).ensure_room(1, timeout=self.settings.queue_wait_ms / 1e3)
 
     def classify_images(self, items: Sequence[bytes], *, keep_image: bool = False
                         ) -> list[Prediction]:

@@ -96,6 +96,8 @@ class ServiceSettings(_FromMapping):
     """How long a batch may wait for more requests, and only while some are on their way."""
     queue_size: int = 64
     """Images the batch queue holds; beyond that requests get 503 + Retry-After."""
+    queue_wait_ms: float = 100.0
+    """How long a request may wait for room in a full queue, before its body is read."""
     intra_op_threads: int | None = None
     """Threads of the framework's math pool [cores // workers]."""
     workers: int = 1
@@ -120,8 +122,9 @@ class ServiceSettings(_FromMapping):
                      "decode_memory_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
-        if self.max_queue_delay_ms < 0:
-            raise ValueError(f"{ENV_PREFIX}MAX_QUEUE_DELAY_MS must be >= 0")
+        for name in ("max_queue_delay_ms", "queue_wait_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
         if self.queue_size < self.max_batch_size:
             raise ValueError(f"{ENV_PREFIX}QUEUE_SIZE must be >= MAX_BATCH_SIZE")
         if self.preferred_batch_size is not None and not (
