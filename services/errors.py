@@ -24,7 +24,12 @@ from functools import partial
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from gunicorn.http.errors import NoMoreData, ParseException
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
 
 from services.admission import BudgetBusy, OverBudget
 from services.batching import BatcherStopped, QueueFull
@@ -119,10 +124,14 @@ def register_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = exc.description or exc.name
+        reason = _slug(exc.name)
         if isinstance(exc, RequestEntityTooLarge):
             limit = request.max_content_length
             message = f"request body too large: the limit is {limit:,} bytes"
-        response = error_response(status, message, _slug(exc.name))
+        elif isinstance(exc, ClientDisconnected):
+            message = "malformed request body: it ended before it was complete"
+            reason = "malformed_body"
+        response = error_response(status, message, reason)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response

@@ -41,6 +41,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.admission import JSON_BYTES_PER_BODY_BYTE
+from services.body import read_body
 from services.engine import InferenceEngine, Prediction
 from services.errors import ApiError
 
@@ -158,7 +159,7 @@ def _parse_request(engine: InferenceEngine
     tensor data, an FP32 batch or encoded images, the requested outputs)."""
     _check_media_type()
     request.max_content_length = engine.max_json_bytes
-    data = request.get_data(cache=False)
+    data = read_body()
     with engine.budget.reserve(len(data) * JSON_BYTES_PER_BODY_BYTE, "this JSON body"):
         body = _loads(data)
         del data

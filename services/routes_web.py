@@ -14,6 +14,7 @@ import io
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from PIL import Image
 
+from services.body import read_body
 from services.errors import ApiError, wants_html
 
 bp = Blueprint("web", __name__)
@@ -59,7 +60,7 @@ def read_upload() -> bytes:
                            reason="empty_file")
         return data
     if mimetype.startswith("image/") or mimetype in RAW_TYPES:
-        return request.get_data(cache=False)
+        return read_body()
     raise ApiError(
         415,
         f"Content-Type {mimetype or '(none)'} is not accepted: send multipart/form-data "
