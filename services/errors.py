@@ -97,6 +97,17 @@ def _refusal(status: int, reason: str, exc: Exception) -> Response:
     return error_response(status, str(exc), reason)
 
 
+def _too_large_message() -> str:
+    """What a 413 from werkzeug means: a body over the limit, or (multipart only, the body
+    may be small) too many form parts or too large a text field."""
+    limit = request.max_content_length
+    message = f"request body too large: the limit is {limit:,} bytes"
+    if request.mimetype == "multipart/form-data":
+        message = (f"multipart form refused: {message}, at most {request.max_form_parts:,} "
+                   f"parts and {request.max_form_memory_size:,} bytes in a non-file field")
+    return message
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers that map every exception type above to a response."""
 
@@ -126,8 +137,7 @@ def register_error_handlers(app: Flask) -> None:
         message = exc.description or exc.name
         reason = _slug(exc.name)
         if isinstance(exc, RequestEntityTooLarge):
-            limit = request.max_content_length
-            message = f"request body too large: the limit is {limit:,} bytes"
+            message = _too_large_message()
         elif isinstance(exc, ClientDisconnected):
             message = "malformed request body: it ended before it was complete"
             reason = "malformed_body"

@@ -198,6 +198,14 @@ MULTIPART_CASES = [
          headers={"Content-Type": "multipart/form-data"}),
     Case("mp-garbage-body", 400, "no file", body=b"this is not multipart at all",
          headers={"Content-Type": "multipart/form-data; boundary=zzz"}),
+    Case("mp-too-many-parts", 413, "parts", body=b"".join(
+        b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i
+        for i in range(1500)) + b"--b--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=b"}),
+    Case("mp-huge-text-field", 413, "non-file field",
+         body=b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+         + b"v" * 600_000 + b"\r\n--b--\r\n",
+         headers={"Content-Type": "multipart/form-data; boundary=b"}),
     Case("mp-urlencoded", 415, "multipart/form-data", body=b"image=abc",
          headers={"Content-Type": "application/x-www-form-urlencoded"}),
     Case("mp-browser-no-file", 400, "no file", body=b"--b\r\n\r\n--b--\r\n",
