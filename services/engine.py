@@ -247,10 +247,12 @@ class InferenceEngine:
         whole request cycle, taken from the batcher thread (GIL)."""
         self._ready_batcher(1).ensure_room(1, timeout=self.settings.queue_wait_ms / 1e3)
 
-    def classify_images(self, items: Sequence[bytes], *, keep_image: bool = False
+    def classify_images(self, items: Sequence[bytes], *, keep_image: int | None = None
                         ) -> list[Prediction]:
         """Encoded images -> predictions (raises ImageError for bad input). Queue room is
-        reserved before decoding, and each decode holds its share of the memory budget."""
+        reserved before decoding, and each decode holds its share of the memory budget.
+        ``keep_image``: keep a copy of each image of at most that many pixels a side (the
+        result page's thumbnail), so no full decoded image outlives its budget share."""
         batcher = self._ready_batcher(len(items))
         started = time.perf_counter()
         timings = Timings()
@@ -265,6 +267,8 @@ class InferenceEngine:
                     image = finish_decode(header)
                     t1 = time.perf_counter()
                     rows.append(normalize(to_square_uint8(image, size), self.spec))
+                    if keep_image:
+                        image.thumbnail((keep_image, keep_image))
                 timings.decode += t1 - t0
                 timings.preprocess += time.perf_counter() - t1
                 images.append(image if keep_image else None)
