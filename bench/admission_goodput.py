@@ -1,7 +1,7 @@
 """Goodput under overload: successful responses per second with many clients that retry a
 503 at once, against the unloaded peak.
 
-    python -m bench.admission_goodput [--overload-clients 64] [--seconds 8]
+    python -m bench.admission_goodput [--overload-clients 64] [--env VERSUS_QUEUE_WAIT_MS=0]
 
 A tiny model's service (``bench.tiny_service``: one worker, 32 request threads, a batch
 queue of ``--queue-size`` images, so that 64 clients overflow it) takes ``POST /predict`` of
@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from bench.services import ServiceSettings
-from bench.tiny_service import DEFAULT_WORKDIR, tiny_service
+from bench.tiny_service import DEFAULT_WORKDIR, add_env_argument, tiny_service
 
 
 def noise_image(side: int, fmt: str, seed: int = 0) -> bytes:
@@ -101,6 +101,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-side", type=int, default=256, help="image side (default: 256)")
     p.add_argument("--format", choices=["PNG", "JPEG"], default="PNG",
                    help="image format (default: PNG)")
+    add_env_argument(p)
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help=f"model and logs (default: {DEFAULT_WORKDIR})")
     return p
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     body = noise_image(args.image_side, args.format)
     content_type = f"image/{args.format.lower()}"
     levels = [int(n) for n in args.levels.split(",")]
-    with tiny_service(args.workdir, settings) as service:
+    with tiny_service(args.workdir, settings, dict(args.env)) as service:
         url = service.url + "/predict"
         phase(url, body, content_type, 4, 1, 1.0)  # warm the path up
         print(f"{len(body):,} byte {args.format}; status 0 = reconnect after a closed "

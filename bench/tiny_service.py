@@ -6,6 +6,7 @@ writer makes (stage sizes 1,1,1,1 at 32 px, ONNX Runtime), written once into the
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -51,6 +52,14 @@ def tiny_service(workdir: Path, settings: ServiceSettings,
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def add_env_argument(parser: argparse.ArgumentParser) -> None:
+    """``--env KEY=VALUE`` (repeatable): extra environment of the service."""
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        type=lambda item: tuple(item.split("=", 1)),
+                        help="extra environment of the service, e.g. VERSUS_QUEUE_WAIT_MS=0 "
+                             "or MALLOC_ARENA_MAX=2 (repeatable)")
 
 
 def worker_pids(service: Service) -> list[int]:

@@ -28,7 +28,13 @@ import requests
 from PIL import Image
 
 from bench.services import ServiceSettings
-from bench.tiny_service import DEFAULT_WORKDIR, memory_mb, tiny_service, worker_pids
+from bench.tiny_service import (
+    DEFAULT_WORKDIR,
+    add_env_argument,
+    memory_mb,
+    tiny_service,
+    worker_pids,
+)
 
 
 def palette_png(side: int) -> bytes:
@@ -67,8 +73,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="idle seconds before the RSS after a burst is read (default: 3)")
     p.add_argument("--json-mb", type=float, default=0.0,
                    help="burst OIP JSON bodies of this many MB instead (default: 0, PNGs)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment of the service, e.g. MALLOC_ARENA_MAX=2")
+    add_env_argument(p)
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help=f"model and logs (default: {DEFAULT_WORKDIR})")
     return p
@@ -76,7 +81,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
-    env = dict(item.split("=", 1) for item in args.env)
+    env = dict(args.env)
     settings = ServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
                                max_batch_size=8, queue_size=64)
     png = palette_png(args.side)
