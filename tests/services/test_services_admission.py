@@ -1,15 +1,18 @@
 """Admission: the decode memory budget (runs what fits, waits a bounded time, 503 when busy,
 413 when larger than the whole budget, calls on_idle after a burst), the batch queue's room
 (reserved before decoding, waited for a bounded time before a refusal), Pillow's warnings
-rate-limited into the log, and malloc_trim actually available on this glibc."""
+rate-limited into the log, malloc_trim available on this glibc, and an OIP body limit that
+admits the largest legitimate FP32 request."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import warnings
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -164,3 +167,23 @@ def test_install_is_idempotent_and_catches_pillow_module_warnings() -> None:
     finally:
         warnings.filters[:] = saved_filters
         warnings.showwarning = saved_show
+
+
+# ---------------------------------------------------------------------- OIP body limit
+
+
+@pytest.mark.parametrize("runtime", ["onnx"])
+def test_the_json_limit_admits_the_largest_legitimate_fp32_request(runtime, make_app) -> None:
+    """``queue_size`` images of float32 values with the longest JSON text (``1e-05`` scale
+    values print as ``-1.2345678e-05``-like 21-24 characters) fit the OIP body limit and are
+    answered; the limit is sized by them (tiny encoded images make the base64 bound small)."""
+    app = make_app(MAX_IMAGE_BYTES=1_000)
+    engine = app.extensions["versus"]
+    size, n = engine.spec.size, engine.settings.queue_size
+    data = np.random.default_rng(0).normal(0, 1e-5, (n, size, size, 3)).astype(np.float32)
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
+                                   "shape": list(data.shape), "data": data.ravel().tolist()}]})
+    assert 0.9 * engine.max_json_bytes < len(body) <= engine.max_json_bytes
+    response = app.test_client().post("/v2/models/dr/infer", data=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert response.get_json()["outputs"][0]["shape"] == [n, 5]
