@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 
-from services import oip, routes_health, routes_web
+from services import memory, oip, pillow_warnings, routes_health, routes_web
 from services.engine import InferenceEngine
 from services.errors import register_error_handlers
 from services.settings import ServiceSettings, env_mapping
@@ -27,6 +28,18 @@ from services.settings import ServiceSettings, env_mapping
 #: Content-Security-Policy of the HTML pages: no external anything, thumbnails as data: URIs.
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "base-uri 'none'; frame-ancestors 'none'")
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Every JSON response is strict JSON: a NaN or infinity raises instead of being written
+    as the ``NaN`` / ``Infinity`` that Python emits and other parsers refuse. Answers that
+    could hold one (model outputs) are checked before they get here, so this is the net."""
+
+    sort_keys = False  # keep the documented field order of every response
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, start: bool = True) -> Flask:
@@ -38,11 +51,13 @@ def create_app(config: Mapping[str, Any] | None = None, *, start: bool = True) -
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # keep the documented field order of every response
+    app.json = StrictJSONProvider(app)
     app.extensions["versus"] = engine
     for blueprint in (routes_web.bp, routes_health.bp, oip.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+    pillow_warnings.install()
+    memory.limit_arenas()
     _instrument(app, engine)
     if start:
         engine.start()

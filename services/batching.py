@@ -32,8 +32,12 @@ after its oldest request arrived, but here it only waits while some request is *
 (announced with :meth:`DynamicBatcher.expecting` while it is decoded). A lone request is never
 delayed, and under load a batch still collects the requests that are being decoded right now.
 
-The queue is bounded (``queue_size`` images): a full queue raises :class:`QueueFull`, which
-the service turns into 503 + Retry-After instead of letting latency grow without bound.
+The queue is bounded (``queue_size`` images, counting those announced on their way): a full
+queue raises :class:`QueueFull`, which the service turns into 503 + Retry-After instead of
+letting latency grow without bound. :meth:`DynamicBatcher.ensure_room` checks before a
+request's body is even read, and :meth:`DynamicBatcher.expecting` reserves the room before
+its images are decoded, so a refused request costs neither (nor the batcher thread the CPU
+they would take).
 :meth:`DynamicBatcher.stop` refuses new work but finishes everything already queued (drain).
 """
 
@@ -121,7 +125,11 @@ class DynamicBatcher:
         self._items: deque[_Item] = deque()
         self._incoming = 0
         self._stopping = False
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        """Wakes the batcher thread: an image queued, one fewer on its way, stop."""
+        self._room = threading.Condition(lock)
+        """Wakes requests waiting in :meth:`ensure_room`: images left the queue or never came."""
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ request side
@@ -140,10 +148,35 @@ class DynamicBatcher:
         """Images waiting in the queue."""
         return len(self._items)
 
+    def ensure_room(self, n: int = 1, timeout: float = 0.0) -> None:
+        """Return once ``n`` more images fit in the queue, counting those on their way,
+        waiting up to ``timeout`` seconds for a batch to free room; else raise
+        :class:`QueueFull` (or :class:`BatcherStopped`). Reserves nothing."""
+        deadline = time.monotonic() + timeout
+        with self._room:
+            while not self._fits(n):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._room.wait(remaining)
+            self._check_room(n)
+
+    def _fits(self, n: int) -> bool:
+        return self._stopping or len(self._items) + self._incoming + n <= self.queue_size
+
+    def _check_room(self, n: int) -> None:
+        if self._stopping:
+            raise BatcherStopped("the service is shutting down")
+        if not self._fits(n):
+            waiting = len(self._items) + self._incoming
+            raise QueueFull(f"batch queue full ({waiting}/{self.queue_size} images waiting "
+                            "or being decoded)")
+
     @contextmanager
     def expecting(self, n: int) -> Iterator[Callable[[Rows], list[Future[RowResult]]]]:
-        """Announce ``n`` images that are being prepared (decoded); yields the ``submit``
-        that queues them. The announcement ends when they are queued, or on an error."""
+        """Reserve queue room for ``n`` images that are about to be prepared (decoded) and
+        announce them (:class:`QueueFull` if they do not fit); yields the ``submit`` that
+        queues them. The announcement ends when they are queued, or on an error."""
         announced = [n]
 
         def submit(rows: Rows) -> list[Future[RowResult]]:
@@ -151,6 +184,7 @@ class DynamicBatcher:
             return self._submit(rows, announced=count)
 
         with self._cond:
+            self._check_room(n)
             self._incoming += n
         try:
             yield submit
@@ -159,6 +193,7 @@ class DynamicBatcher:
                 with self._cond:
                     self._incoming -= announced[0]
                     self._cond.notify()
+                    self._room.notify(announced[0])
 
     def submit(self, rows: Rows) -> list[Future[RowResult]]:
         """Queue each row of ``rows`` (an (N, ...) array or N arrays) as one image; all or
@@ -170,12 +205,11 @@ class DynamicBatcher:
         with self._cond:
             self._incoming -= announced  # on their way no more: queued, or refused below
             self._cond.notify()
-            if self._stopping:
-                raise BatcherStopped("the service is shutting down")
-            if len(self._items) + len(rows) > self.queue_size:
-                raise QueueFull(
-                    f"batch queue full ({len(self._items)}/{self.queue_size} images waiting)"
-                )
+            try:
+                self._check_room(len(rows))
+            except (QueueFull, BatcherStopped):
+                self._room.notify_all()  # the announced room is free again
+                raise
             items = [_Item(row, Future(), now) for row in rows]
             self._items.extend(items)
             depth = len(self._items)
@@ -187,6 +221,7 @@ class DynamicBatcher:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            self._room.notify_all()
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -263,6 +298,7 @@ class DynamicBatcher:
             count = self.batch_count(min(len(self._items), limit))
             items = [self._items.popleft() for _ in range(count)]
             depth = len(self._items)
+            self._room.notify(count)
         self._on_depth(depth)
         return items
 

@@ -30,15 +30,35 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from services import memory
+from services.admission import MemoryBudget
 from services.batching import DynamicBatcher, RowResult
 from services.metrics import ServiceMetrics
 from services.predictors import Predictor, check_artifact, load_predictor, predictor_class
 from services.settings import ServiceSettings
-from shared.imaging import PreprocessSpec, decode_image, normalize, to_square_uint8
+from shared.imaging import (
+    PreprocessSpec,
+    decode_cost_bytes,
+    decode_image,
+    finish_decode,
+    normalize,
+    open_image,
+    to_square_uint8,
+)
 from shared.manifest import Manifest, read_manifest
 from shared.runtimes import get_runtime
 
 log = logging.getLogger(__name__)
+
+
+TRIM_AFTER_BYTES = 256 * 2**20
+"""Decode memory released before an idle budget hands freed heap back to the OS (a trim
+after every small request would cost more than it returns)."""
+JSON_CHARS_PER_FLOAT = 25
+"""Widest JSON text of one float32 element with its separator (``-1.2345678901234567e-05,``
+is 24): sizes the largest legitimate FP32 request body."""
+JSON_ENVELOPE_BYTES = 64 * 2**10
+"""Room for everything of an OIP request body besides its tensor data."""
 
 
 class State(enum.Enum):
@@ -53,6 +73,11 @@ class NotReady(RuntimeError):
 
 class TooManyImages(ValueError):
     """One request carries more images than the batch queue can ever hold."""
+
+
+class NonFiniteOutput(ValueError):
+    """The model's outputs for the request's input are NaN or infinite: no answer to give
+    (an FP32 tensor of values like 3.4e38 overflows inside the network)."""
 
 
 @dataclass
@@ -102,6 +127,8 @@ class InferenceEngine:
         self.metrics = ServiceMetrics(framework, self.manifest.dataset)
         self.predictor = predictor
         self.batcher: DynamicBatcher | None = None
+        self.budget = MemoryBudget(settings.decode_memory_bytes, wait_s=settings.decode_wait_s,
+                                   on_idle=memory.release, idle_after_bytes=TRIM_AFTER_BYTES)
         self.state = State.LOADING
 
     # ------------------------------------------------------------------ identity
@@ -114,6 +141,16 @@ class InferenceEngine:
     @property
     def framework_version(self) -> str:
         return self.predictor.version if self.predictor else self.manifest.framework_version
+
+    @property
+    def max_json_bytes(self) -> int:
+        """Largest OIP JSON body: the larger of the biggest FP32 request (``queue_size``
+        images of S x S x 3 floats as JSON text) and one largest encoded image as base64
+        (a BYTES request), plus the envelope; never over ``max_body_bytes``."""
+        s = self.settings
+        fp32 = s.queue_size * self.spec.size**2 * 3 * JSON_CHARS_PER_FLOAT
+        base64_image = -(-s.max_image_bytes // 3) * 4
+        return min(s.max_body_bytes, max(fp32, base64_image) + JSON_ENVELOPE_BYTES)
 
     @property
     def ready(self) -> bool:
@@ -200,20 +237,35 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ inference
 
-    def classify_images(self, items: Sequence[bytes], *, keep_image: bool = False
+    def admit(self) -> None:
+        """Refuse (503 + Retry-After) a request that could not be queued, before its body
+        is read: not ready, draining, or a queue still full after ``queue_wait_ms``. The
+        bounded wait costs no CPU, where a refusal to a client that retries at once costs a
+        whole request cycle, taken from the batcher thread (GIL)."""
+        self._ready_batcher(1).ensure_room(1, timeout=self.settings.queue_wait_ms / 1e3)
+
+    def classify_images(self, items: Sequence[bytes], *, keep_image: int | None = None
                         ) -> list[Prediction]:
-        """Encoded images -> predictions (raises ImageError for bad input)."""
+        """Encoded images -> predictions (raises ImageError for bad input). Queue room is
+        reserved before decoding, and each decode holds its share of the memory budget.
+        ``keep_image``: keep a copy of each image of at most that many pixels a side (the
+        result page's thumbnail), so no full decoded image outlives its budget share."""
         batcher = self._ready_batcher(len(items))
         started = time.perf_counter()
         timings = Timings()
         size, limits = self.spec.size, self.settings.image_limits
         rows, images = [], []
         with batcher.expecting(len(items)) as submit:
-            for data in items:
+            for index, data in enumerate(items):
                 t0 = time.perf_counter()
-                image = decode_image(data, target_size=size, limits=limits)
-                t1 = time.perf_counter()
-                rows.append(normalize(to_square_uint8(image, size), self.spec))
+                header = open_image(data, target_size=size, limits=limits)
+                what = f"image {index} ({header.size[0]}x{header.size[1]})"
+                with self.budget.reserve(decode_cost_bytes(header), what):
+                    image = finish_decode(header)
+                    t1 = time.perf_counter()
+                    rows.append(normalize(to_square_uint8(image, size), self.spec))
+                    if keep_image:
+                        image.thumbnail((keep_image, keep_image))
                 timings.decode += t1 - t0
                 timings.preprocess += time.perf_counter() - t1
                 images.append(image if keep_image else None)
@@ -245,6 +297,11 @@ class InferenceEngine:
                 images: list[Image.Image | None]) -> list[Prediction]:
         """Wait for the batcher, then label each row and record the stage metrics."""
         results = [future.result() for future in futures]
+        if not all(np.isfinite(r.output).all() for r in results):
+            raise NonFiniteOutput(
+                "the model's outputs for this input are NaN or infinite, so there is no "
+                "answer: the input values drive the network out of float32 range (send "
+                "preprocessed images: pixels normalised by the model's mean and std)")
         t0 = time.perf_counter()
         timings.queue = max(r.queue_s for r in results)
         timings.compute = max(r.compute_s for r in results)

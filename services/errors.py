@@ -3,11 +3,15 @@ HTML page when a browser asked (the upload form), and the service keeps serving.
 
 Status mapping (the client's fault is never a 500):
 
-- 400 bad input (no/empty file, undecodable image, malformed JSON, wrong tensor shape/dtype),
+- 400 bad input (no/empty file, undecodable image, malformed JSON, wrong tensor shape/dtype,
+  malformed HTTP body framing such as a bad chunk size, or a body that ends early),
 - 404 unknown route or model, 405 wrong method (with ``Allow``),
-- 413 body over ``MAX_BODY_BYTES``, image over its byte or pixel limit, too many images,
+- 413 body over ``MAX_BODY_BYTES`` (or an OIP body over the model's largest tensor), image
+  over its byte or pixel limit, too many images, a decode larger than the memory budget,
 - 415 wrong Content-Type or unsupported image format,
-- 503 + ``Retry-After`` when the queue is full, the model is not ready or the worker drains.
+- 422 an input that drives the model to NaN or infinite outputs,
+- 503 + ``Retry-After`` when the queue is full (checked before the body is read), the
+  decode memory stays busy, the model is not ready or the worker drains.
 
 Each refusal is counted in ``versus_rejected_requests_total{reason}``.
 """
@@ -19,10 +23,17 @@ import re
 from functools import partial
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
 
+from services.admission import BudgetBusy, OverBudget
 from services.batching import BatcherStopped, QueueFull
-from services.engine import NotReady, TooManyImages
+from services.engine import NonFiniteOutput, NotReady, TooManyImages
 from shared.imaging import ImageError
 
 log = logging.getLogger(__name__)
@@ -73,6 +84,9 @@ def error_response(status: int, message: str, reason: str) -> Response:
 #: The service's own refusals: exception type -> (status, metric reason).
 REFUSALS: dict[type[Exception], tuple[int, str]] = {
     TooManyImages: (413, "too_many_images"),
+    OverBudget: (413, "over_decode_budget"),
+    BudgetBusy: (503, "decode_memory_busy"),
+    NonFiniteOutput: (422, "non_finite_output"),
     QueueFull: (503, "queue_full"),
     NotReady: (503, "not_ready"),
     BatcherStopped: (503, "draining"),
@@ -81,6 +95,17 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
 
 def _refusal(status: int, reason: str, exc: Exception) -> Response:
     return error_response(status, str(exc), reason)
+
+
+def _too_large_message() -> str:
+    """What a 413 from werkzeug means: a body over the limit, or (multipart only, the body
+    may be small) too many form parts or too large a text field."""
+    limit = request.max_content_length
+    message = f"request body too large: the limit is {limit:,} bytes"
+    if request.mimetype == "multipart/form-data":
+        message = (f"multipart form refused: {message}, at most {request.max_form_parts:,} "
+                   f"parts and {request.max_form_memory_size:,} bytes in a non-file field")
+    return message
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -98,14 +123,25 @@ def register_error_handlers(app: Flask) -> None:
     for exc_type, (status, reason) in REFUSALS.items():
         app.register_error_handler(exc_type, partial(_refusal, status, reason))
 
+    @app.errorhandler(ParseException)
+    @app.errorhandler(NoMoreData)
+    def _framing(exc: Exception) -> Response:
+        """gunicorn raises these while the app reads the body: a chunk size that is not
+        hex, chunk data without its CRLF, a body that ends before its last chunk."""
+        detail = str(exc) or "the body ended before it was complete"
+        return error_response(400, f"malformed request body: {detail}", "malformed_body")
+
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = exc.description or exc.name
+        reason = _slug(exc.name)
         if isinstance(exc, RequestEntityTooLarge):
-            limit = current_app.config["MAX_CONTENT_LENGTH"]
-            message = f"request body too large: the limit is {limit:,} bytes"
-        response = error_response(status, message, _slug(exc.name))
+            message = _too_large_message()
+        elif isinstance(exc, ClientDisconnected):
+            message = "malformed request body: it ended before it was complete"
+            reason = "malformed_body"
+        response = error_response(status, message, reason)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response

@@ -18,12 +18,21 @@ Outputs: ``probabilities`` FP32 ``[N, C]`` (class order of the manifest's ``clas
 and ``label`` BYTES ``[N]``; a request's ``outputs`` list may select among them. Response
 ``parameters`` carry the request's stage timings in ms. Errors are ``{"error": "..."}``;
 "not ready" is 503 + Retry-After, like KServe's model-not-ready error.
+
+Request body: JSON whatever the Content-Type says (``tritonclient.http`` sends none, ``curl
+-d`` sends a form type), as Triton and KServe read it; only a media type that plainly is not
+JSON (an image, a multipart form) is 415. The binary tensor data extension (a request with
+``Inference-Header-Content-Length``) is not implemented: 415, asking for JSON tensors
+(``binary_data=False``). The body may be no larger than :attr:`InferenceEngine.max_json_bytes`
+(413), parses as strict JSON (no ``NaN``; nesting too deep for the parser is 400) and holds
+its share of the worker's decode memory budget while it is parsed and converted.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from importlib import metadata
 from typing import Any
@@ -31,6 +40,8 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from services.admission import JSON_BYTES_PER_BODY_BYTE
+from services.body import read_body
 from services.engine import InferenceEngine, Prediction
 from services.errors import ApiError
 from shared.runtimes import get_runtime
@@ -39,6 +50,9 @@ bp = Blueprint("oip", __name__, url_prefix="/v2")
 
 INPUT = "input"
 OUTPUTS = ("probabilities", "label")
+BINARY_HEADER = "Inference-Header-Content-Length"
+NOT_JSON_TYPES = ("image/", "multipart/", "audio/", "video/")
+"""Media types refused with 415: a body declared as one of these is certainly not JSON."""
 
 
 def _engine() -> InferenceEngine:
@@ -117,15 +131,12 @@ def model_ready(name: str, version: str | None = None) -> Response:
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
     engine = _model(name, version)
-    body = request.get_json()  # 415 for a non-JSON Content-Type, 400 for malformed JSON
-    if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object")
-    tensor = _single_input(body)
-    outputs = _requested_outputs(body)
-    if tensor["datatype"] == "BYTES":
-        predictions = engine.classify_images(_decode_bytes(tensor))
+    engine.admit()  # a full queue refuses before the body is read
+    body, tensor, outputs = _parse_request(engine)
+    if isinstance(tensor, np.ndarray):
+        predictions = engine.classify_tensor(tensor)
     else:
-        predictions = engine.classify_tensor(_fp32_batch(tensor, engine.spec.size))
+        predictions = engine.classify_images(tensor)
     response: dict[str, Any] = {
         "model_name": engine.model_name,
         "model_version": engine.version,
@@ -135,6 +146,53 @@ def infer(name: str, version: str | None = None) -> Response:
     if "id" in body:
         response["id"] = str(body["id"])
     return jsonify(response)
+
+
+def _parse_request(engine: InferenceEngine
+                   ) -> tuple[dict, np.ndarray | list[bytes], tuple[str, ...]]:
+    """Read and check the body under the decode memory budget: (the request without its
+    tensor data, an FP32 batch or encoded images, the requested outputs)."""
+    _check_media_type()
+    request.max_content_length = engine.max_json_bytes
+    data = read_body()
+    with engine.budget.reserve(len(data) * JSON_BYTES_PER_BODY_BYTE, "this JSON body"):
+        body = _loads(data)
+        del data
+        if not isinstance(body, dict):
+            raise _bad("the request body must be a JSON object")
+        tensor = _single_input(body)
+        outputs = _requested_outputs(body)
+        if tensor["datatype"] == "BYTES":
+            batch: np.ndarray | list[bytes] = _decode_bytes(tensor)
+        else:
+            batch = _fp32_batch(tensor, engine.spec.size)
+        tensor["data"] = None  # the parsed numbers: free them before inference
+    return body, batch, outputs
+
+
+def _check_media_type() -> None:
+    if BINARY_HEADER in request.headers:
+        raise ApiError(415, "the binary tensor data extension is not supported: send the "
+                            "tensors as JSON (tritonclient: binary_data=False on inputs and "
+                            "outputs)", reason="binary_tensor_data")
+    if request.mimetype.startswith(NOT_JSON_TYPES):
+        raise ApiError(415, f"Content-Type {request.mimetype} is not accepted: the inference "
+                            "request is a JSON object (send images to /predict, or base64 "
+                            "in a BYTES input)", reason="unsupported_media_type")
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loads(data: bytes) -> Any:
+    """Strict JSON (``NaN`` and ``Infinity`` refused) or a 400 saying what is wrong."""
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise _bad("the JSON body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, digit limit
+        raise _bad(f"the body is not valid JSON: {exc}") from None
 
 
 def _single_input(body: dict) -> dict:
@@ -182,6 +240,10 @@ def _fp32_batch(tensor: dict, size: int) -> np.ndarray:
         array = np.asarray(tensor["data"], dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise _bad(f"FP32 data must be numbers (flat or nested): {exc}") from None
+    except OverflowError:
+        raise _bad("FP32 data holds an integer too large for float32") from None
+    except RecursionError:
+        raise _bad("FP32 data is nested too deeply") from None
     if array.size != math.prod(shape):
         raise _bad(f"FP32 data has {array.size} elements, shape {shape} needs "
                    f"{math.prod(shape)}")

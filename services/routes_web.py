@@ -14,6 +14,7 @@ import io
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from PIL import Image
 
+from services.body import read_body
 from services.errors import ApiError, wants_html
 
 bp = Blueprint("web", __name__)
@@ -31,8 +32,10 @@ def index() -> str:
 @bp.post("/predict")
 def predict() -> Response | str:
     engine = current_app.extensions["versus"]
+    engine.admit()  # a full queue refuses before the body is read
     html = wants_html()
-    (prediction,) = engine.classify_images([read_upload()], keep_image=html)
+    keep = THUMBNAIL_PX if html else None
+    (prediction,) = engine.classify_images([read_upload()], keep_image=keep)
     if not html:
         return jsonify(engine.prediction_json(prediction))
     return render_template(
@@ -58,7 +61,7 @@ def read_upload() -> bytes:
                            reason="empty_file")
         return data
     if mimetype.startswith("image/") or mimetype in RAW_TYPES:
-        return request.get_data(cache=False)
+        return read_body()
     raise ApiError(
         415,
         f"Content-Type {mimetype or '(none)'} is not accepted: send multipart/form-data "
@@ -68,11 +71,10 @@ def read_upload() -> bytes:
 
 
 def thumbnail_data_uri(image: Image.Image | None) -> str | None:
-    """A small JPEG of the upload as a ``data:`` URI (never the original: it may be 20 MB)."""
+    """The upload's thumbnail (kept by the engine at :data:`THUMBNAIL_PX`, never the
+    original: it may be 20 MB) as a JPEG ``data:`` URI."""
     if image is None:
         return None
-    thumb = image.copy()
-    thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=85)
+    image.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -96,6 +96,8 @@ class ServiceSettings(_FromMapping):
     """How long a batch may wait for more requests, and only while some are on their way."""
     queue_size: int = 64
     """Images the batch queue holds; beyond that requests get 503 + Retry-After."""
+    queue_wait_ms: float = 100.0
+    """How long a request may wait for room in a full queue, before its body is read."""
     intra_op_threads: int | None = None
     """Threads of the framework's math pool [cores // workers]."""
     workers: int = 1
@@ -108,14 +110,21 @@ class ServiceSettings(_FromMapping):
     """Largest decoded image (width x height), checked from the header (decompression bombs)."""
     retry_after_s: int = 1
     """Retry-After sent with 503s."""
+    decode_memory_bytes: int = 2**30
+    """Memory one worker's concurrent decodes (images, JSON tensors) may hold; see
+    services.admission."""
+    decode_wait_s: float = 2.0
+    """How long a request waits for decode memory before 503 + Retry-After."""
 
     def __post_init__(self) -> None:
         """Refuse values that would make the batcher or limits meaningless."""
-        for name in ("max_batch_size", "queue_size", "workers", "max_body_bytes", "retry_after_s"):
+        for name in ("max_batch_size", "queue_size", "workers", "max_body_bytes", "retry_after_s",
+                     "decode_memory_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
-        if self.max_queue_delay_ms < 0:
-            raise ValueError(f"{ENV_PREFIX}MAX_QUEUE_DELAY_MS must be >= 0")
+        for name in ("max_queue_delay_ms", "queue_wait_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
         if self.queue_size < self.max_batch_size:
             raise ValueError(f"{ENV_PREFIX}QUEUE_SIZE must be >= MAX_BATCH_SIZE")
         if self.preferred_batch_size is not None and not (

@@ -107,6 +107,14 @@ class ImageLimits:
 
 DEFAULT_LIMITS = ImageLimits()
 
+#: Peak bytes per decoded pixel from header to square, besides the decoded image itself:
+#: the RGB conversion and the square crop each make a 4-byte-a-pixel copy (Pillow stores RGB
+#: as RGBX). Measured whole peaks: palette PNG ~8.5 B/px (1 + 8), RGBA PNG ~12 (4 + 8).
+DECODE_COPY_BYTES_PER_PIXEL = 8
+#: Bytes a pixel of a decoded image takes in Pillow, by mode (4 for any mode not listed).
+MODE_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2,
+                        "I;16N": 2, "LA": 4, "PA": 4}
+
 
 @dataclass(frozen=True)
 class PreprocessSpec:
@@ -164,16 +172,35 @@ def decode_image(
 
     With ``target_size``, a JPEG is decoded by ``draft()`` at 1/2, 1/4 or 1/8 scale while
     its short side stays >= ``target_size`` (several times faster for camera JPEGs).
-    Raises an :class:`ImageError` subclass for every bad input.
+    Raises an :class:`ImageError` subclass for every bad input. The two halves,
+    :func:`open_image` and :func:`finish_decode`, let a caller budget the decode's memory
+    (:func:`decode_cost_bytes`) between the header and the pixels.
     """
+    return finish_decode(open_image(data, target_size=target_size, limits=limits))
+
+
+def open_image(
+    data: bytes, *, target_size: int | None = None, limits: ImageLimits = DEFAULT_LIMITS
+) -> Image.Image:
+    """Check ``limits`` and parse only the header (no pixel decoded yet); with
+    ``target_size``, a JPEG is set to decode reduced by ``draft()``, and its ``size`` is the
+    reduced one."""
     if target_size is not None and target_size <= 0:
         raise ValueError(f"target_size must be positive, got {target_size}")
     _check_encoded_size(data, limits)
     img = _open_header(data)
     _check_pixel_count(img.size, limits)
-    try:
-        if target_size is not None:
+    if target_size is not None:
+        try:
             img.draft("RGB", (target_size, target_size))
+        except Exception as exc:  # untrusted input: any decoder failure is the input's fault
+            raise UndecodableImage(f"corrupt image header: {exc}") from exc
+    return img
+
+
+def finish_decode(img: Image.Image) -> Image.Image:
+    """Decode the pixels of an :func:`open_image` result to an RGB, EXIF-upright image."""
+    try:
         img.load()
         ImageOps.exif_transpose(img, in_place=True)
         return _to_rgb(img)
@@ -183,6 +210,14 @@ def decode_image(
         raise TooManyPixels(f"too many pixels (Pillow's decompression-bomb check): {exc}") from exc
     except Exception as exc:  # untrusted input: any decoder failure is the input's fault
         raise UndecodableImage(f"image data is truncated or corrupt: {exc}") from exc
+
+
+def decode_cost_bytes(img: Image.Image) -> int:
+    """Bytes of memory that decoding and squaring ``img`` (an :func:`open_image` result)
+    may hold at its peak: the decoded image in its mode plus the copies on the way to RGB."""
+    width, height = img.size
+    per_pixel = MODE_BYTES_PER_PIXEL.get(img.mode, 4) + DECODE_COPY_BYTES_PER_PIXEL
+    return width * height * per_pixel
 
 
 def _check_encoded_size(data: bytes, limits: ImageLimits) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
 import threading
 import zlib
@@ -148,7 +149,10 @@ OIP_CASES = [
     ("nested-mismatch", infer_body(data=np.zeros((1, 32, 3, 32)).tolist()), 400, "nested"),
     ("ragged", infer_body(data=[[0.0], [0.0, 1.0]]), 400, "numbers"),
     ("strings-as-fp32", infer_body(data=["a"] * (32 * 32 * 3)), 400, "numbers"),
-    ("nan", infer_body(data=[float("nan")] * (32 * 32 * 3)), 400, "NaN"),
+    ("nan", json.dumps(infer_body(data=[float("nan")] * (32 * 32 * 3))), 400, "NaN"),
+    ("int-over-float-range", infer_body(data=[2**1024] * (32 * 32 * 3)), 400, "too large"),
+    ("deep-nesting", "[" * 1000 + "]" * 1000, 400, "nested too deeply"),
+    ("non-finite-outputs", infer_body(data=[3.4e38] * (32 * 32 * 3)), 422, "NaN or infinite"),
     ("bytes-not-base64", infer_body(datatype="BYTES", shape=[1], data=["%%%"]), 400, "base64"),
     ("bytes-not-string", infer_body(datatype="BYTES", shape=[1], data=[3]), 400, "base64"),
     ("bytes-count", infer_body(datatype="BYTES", shape=[2], data=["aGk="]), 400, "list of 2"),
@@ -164,7 +168,9 @@ OIP_CASES = [
 @pytest.mark.parametrize(("case", "body", "status", "words"), OIP_CASES,
                          ids=[c[0] for c in OIP_CASES])
 def test_bad_oip_request(client, check_still_serving, case, body, status, words) -> None:
-    assert_json_error(client.post("/v2/models/dr/infer", json=body), status, words)
+    text = body if isinstance(body, str) else json.dumps(body)  # the app's JSON is strict
+    assert_json_error(client.post("/v2/models/dr/infer", data=text,
+                                  content_type="application/json"), status, words)
     check_still_serving()
 
 
@@ -172,7 +178,9 @@ def test_malformed_oip_transport(client, check_still_serving) -> None:
     assert_json_error(client.post("/v2/models/dr/infer", data="{not json",
                                   content_type="application/json"), 400)
     assert_json_error(client.post("/v2/models/dr/infer", data="x",
-                                  content_type="text/plain"), 415)
+                                  content_type="text/plain"), 400, "not valid JSON")
+    assert_json_error(client.post("/v2/models/dr/infer", data=JPEG,
+                                  content_type="image/jpeg"), 415, "Content-Type")
     assert_json_error(client.post("/v2/models/resnet/infer", json=infer_body()), 404,
                       "unknown model")
     assert_json_error(client.get("/v2/models/dr/versions/2"), 404, "unknown version")

@@ -1,0 +1,80 @@
+"""A real gunicorn service of a tiny seeded model, for the robustness benches
+(``bench.upload_memory``, ``bench.admission_goodput``): what they measure is the serving
+path (admission, decode, batching), so the model is the smallest ResNet the artifacts
+writer makes (stage sizes 1,1,1,1 at 32 px, ONNX Runtime), written once into the workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.artifacts import write_artifacts
+from bench.services import Service, ServicePool, ServiceSettings, start_service
+
+DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "versus-bench-tiny"
+FRAMEWORK = "onnx"
+DATASET = "dr"
+IMAGE_SIZE = 32
+STAGE_SIZES = (1, 1, 1, 1)
+READY_DEADLINE_S = 120.0
+
+
+def tiny_model(workdir: Path) -> Path:
+    """``<workdir>/models/dr/onnx/1``, written on first use."""
+    model_dir = workdir / "models" / DATASET / FRAMEWORK / "1"
+    if not (model_dir / "manifest.json").is_file():
+        write_artifacts(workdir / "models", dataset=DATASET, stage_sizes=STAGE_SIZES,
+                        image_size=IMAGE_SIZE, runtimes=[FRAMEWORK])
+    return model_dir
+
+
+@contextmanager
+def tiny_service(workdir: Path, settings: ServiceSettings,
+                 env: Mapping[str, str] | None = None) -> Iterator[Service]:
+    """A ready service of the tiny model, stopped on exit; ``env`` (``VERSUS_*`` settings or
+    e.g. ``MALLOC_ARENA_MAX``) is added to the environment it starts with."""
+    model_dir = tiny_model(workdir)
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        with ServicePool() as pool:
+            service = pool.add(start_service(FRAMEWORK, model_dir, workdir / "logs", settings))
+            pool.wait_ready(READY_DEADLINE_S)
+            yield service
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def add_env_argument(parser: argparse.ArgumentParser) -> None:
+    """``--env KEY=VALUE`` (repeatable): extra environment of the service."""
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        type=lambda item: tuple(item.split("=", 1)),
+                        help="extra environment of the service, e.g. VERSUS_QUEUE_WAIT_MS=0 "
+                             "or MALLOC_ARENA_MAX=2 (repeatable)")
+
+
+def worker_pids(service: Service) -> list[int]:
+    """The gunicorn workers of a local service (children of its master)."""
+    assert service.process is not None
+    master = service.process.pid
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """``VmRSS`` (resident now) and ``VmHWM`` (resident high-water mark) of ``pid``, MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields
