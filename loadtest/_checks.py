@@ -1,9 +1,10 @@
 """Response validation (a locustfile helper, no locust import): a 200 is not a success
 unless the answer is a prediction from the model the user meant to load.
 
-Each user reads ``GET /model`` (the manifest) once: its framework must be the one the user
-class targets (a swapped ``VERSUS_<FRAMEWORK>_URL`` or a stray ``--host`` would otherwise
-compare one service with itself), and its class names are what a label must be among. The
+Each user reads ``GET /model`` (the manifest) once: it must hold the artifact kind the user
+class's runtime serves (runtime table), every answer must name that runtime (a swapped
+``VERSUS_<FRAMEWORK>_URL`` or a stray ``--host`` would otherwise compare one service with
+itself), and the class names are what a label must be among. The
 models may be untrained, so the label itself is not checked against ground truth.
 """
 
@@ -13,12 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.runtimes import get_runtime
+
 
 @dataclass(frozen=True)
 class ModelInfo:
     """The parts of a service's manifest that responses are checked against."""
 
     framework: str
+    """The runtime the user targets (what each answer's ``model.framework`` must say)."""
     dataset: str
     class_names: tuple[str, ...]
 
@@ -29,18 +33,20 @@ class ModelInfo:
 
     @classmethod
     def from_manifest(cls, body: Any, expected_framework: str) -> ModelInfo:
-        """Parse ``GET /model``; ValueError says what is wrong (also a framework mismatch)."""
+        """Parse ``GET /model``; ValueError says what is wrong (also an artifact the runtime
+        does not serve)."""
         if not isinstance(body, Mapping):
             raise ValueError("GET /model did not return a JSON object")
         names = body.get("class_names")
         if (not isinstance(names, list) or not names
                 or not all(isinstance(n, str) for n in names)):
             raise ValueError("manifest has no list of class_names")
-        info = cls(str(body.get("framework")), str(body.get("dataset")), tuple(names))
-        if info.framework != expected_framework:
-            raise ValueError(f"the service serves a {info.framework!r} model, not "
-                             f"{expected_framework!r}: check the target URL")
-        return info
+        artifact = get_runtime(expected_framework).artifact
+        if body.get("framework") != artifact:
+            raise ValueError(f"the service serves a {body.get('framework')!r} model, not the "
+                             f"{artifact!r} artifact of {expected_framework!r}: check the "
+                             "target URL")
+        return cls(expected_framework, str(body.get("dataset")), tuple(names))
 
 
 def check_predict(body: Any, model: ModelInfo) -> str | None:

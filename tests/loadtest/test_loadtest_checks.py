@@ -13,13 +13,16 @@ def test_model_info_from_the_manifest() -> None:
     manifest = {"framework": "onnx", "dataset": "dr", "class_names": CLASSES, "sha256": "x"}
     assert ModelInfo.from_manifest(manifest, "onnx") == MODEL
     assert MODEL.oip_name == "dr-onnx"
+    # OpenVINO serves the same ONNX artifact; its answers must name openvino.
+    openvino = ModelInfo.from_manifest(manifest, "openvino")
+    assert openvino.framework == "openvino" and openvino.oip_name == "dr-openvino"
 
 
 @pytest.mark.parametrize(("body", "message"), [
     ([], "did not return a JSON object"),
     ({"framework": "onnx", "dataset": "dr"}, "class_names"),
     ({"framework": "torch", "dataset": "dr", "class_names": CLASSES},
-     "serves a 'torch' model, not 'onnx'"),
+     "serves a 'torch' model, not the 'onnx' artifact of 'onnx'"),
 ])
 def test_model_info_refuses_a_wrong_manifest(body: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
