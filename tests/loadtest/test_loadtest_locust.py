@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from shared.runtimes import runtime_names
+
 LocustRun = Any  # conftest.LocustRun: returncode, output, stats(), csv_rows(kind)
 
 RUN = ("--headless", "-u", "4", "-r", "4")
@@ -24,7 +26,7 @@ def test_list_shows_one_user_class_per_service(locust: Callable[..., LocustRun])
     run = locust("--list")
     assert run.returncode == 0, run.output
     users = run.stdout.split("Available Users:")[1].split()
-    assert users == ["TorchUser", "TensorflowUser", "JaxUser", "OnnxUser"]
+    assert users == [f"{n.capitalize()}User" for n in runtime_names()]  # one per table row
 
 
 @pytest.mark.slow  # with the live service's start: a tiny ResNet exported to ONNX (~20 s)

@@ -17,6 +17,7 @@ from services.app import create_app
 from services.engine import Timings
 from services.predictors import load_predictor
 from shared.manifest import Manifest
+from shared.runtimes import get_runtime
 
 CLASSES = ["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -112,7 +113,7 @@ def test_health_ready_and_model(runtime, client) -> None:
     assert list(serving["images_per_s_by_batch_size"]) == ["1", "2", "4", "8"]  # measured
     assert serving["preferred_batch_size"] in (1, 2, 4, 8)
     manifest = Manifest.from_dict(client.get("/model").get_json())  # validates every field
-    assert manifest.framework == runtime and manifest.class_names == CLASSES
+    assert manifest.framework == get_runtime(runtime).artifact and manifest.class_names == CLASSES
     assert manifest.input.size == 32
 
 
