@@ -52,6 +52,7 @@ from bench.environment import tree_cpu_seconds
 from bench.scrape import scrape, total_growth
 from bench.services import ServiceSettings, start_service
 from shared.models import parse_stage_sizes
+from shared.processes import usable_cpu_count
 
 REPO = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET_MS = 5.0
@@ -60,10 +61,6 @@ READY_DEADLINE_S = 900.0
 """Load + warm-up of ResNet-50 (JAX compiles every batch bucket) on a busy 2-core machine."""
 RESULT_MARKER = "IN_PROCESS "
 """Prefix of the in-process child's result lines (runtimes may print to stdout too)."""
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def test_image(size: int, seed: int = 0) -> bytes:
@@ -272,7 +269,7 @@ def summarize(in_process: Sequence[Mapping[str, Any]], http: Sequence[Mapping[st
 def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Start the service and the in-process child for ``runtime``, alternate their phases
     (both stay loaded and idle meanwhile) and :func:`summarize`."""
-    threads = args.threads or cpu_cores()
+    threads = args.threads or usable_cpu_count()
     settings = ServiceSettings(workers=1, intra_op_threads=threads,
                                max_batch_size=args.max_batch_size)
     service = start_service(runtime, model_dir, args.workdir, settings)
@@ -301,7 +298,7 @@ def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> di
 
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
-        f"ResNet-50 (random init), {args.image_size} px, {cpu_cores()} CPU cores, "
+        f"ResNet-50 (random init), {args.image_size} px, {usable_cpu_count()} CPU cores, "
         f"max batch {args.max_batch_size}, {args.clients} concurrent clients, "
         f"{args.rounds} rounds",
         "",

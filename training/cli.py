@@ -43,6 +43,7 @@ from shared.datasets import (
 )
 from shared.imaging import PreprocessSpec
 from shared.manifest import InputSpec, Manifest, ManifestError, read_manifest, verify_model_file
+from shared.processes import usable_cpu_count
 
 from .artifacts import (
     ArtifactError,
@@ -62,7 +63,6 @@ from .backends.base import (
     StateDict,
     get_backend,
     limit_cpus,
-    usable_cpus,
 )
 from .loop import DEFAULT_MIN_LR, DEFAULT_PLATEAU_FACTOR, FitConfig, evaluate_split, fit
 from .models import RESNET50, architecture_dict, parse_stage_sizes
@@ -403,7 +403,7 @@ def prepare(args: argparse.Namespace) -> Run:
         raise UsageError("--class-weights balanced: only for multiclass datasets")
     frameworks = frameworks_of(args)
     version = args.version or next_version(args.out, dataset.name, frameworks)
-    threads = args.threads or usable_cpus()
+    threads = args.threads or usable_cpu_count()
     sets = load_data(args)
     weights = (class_weights(sets["train"].labels, dataset.n_classes)
                if args.class_weights == "balanced" else None)
