@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -46,12 +44,12 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parents[1]
+from shared.processes import child_environment, child_preexec, stop_process_group
+
 PROG = "python -m bench demo"
 DATASET = "bloodmnist"
 STAMP_SUFFIX = ".synth.json"
 EXIT_INTERRUPTED = 130
-PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 KILL_WAIT_S = 5.0
 TERM_GRACE_S = 10.0
@@ -230,29 +228,9 @@ def write_stamp(dataset_file: Path, params: Mapping[str, Any]) -> Path:
 # ---------------------------------------------------------------------- child processes
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when this process dies, even by SIGKILL (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def child_environment() -> dict[str, str]:
-    """Ours, with the repository importable (``python -m training`` from any directory) and,
-    unless set, TensorFlow's C++ start-up chatter off (on a CPU-only machine it logs a
-    failed ``cuInit`` as an error, which a newcomer reads as the demo failing)."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {"TF_CPP_MIN_LOG_LEVEL": "3", **os.environ, "PYTHONPATH": path}
-
-
-def _signal_group(pgid: int, signum: int) -> bool:
-    """Signal a whole process group; False when no process of it is left."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the id was reused by someone else's group: not ours
-        return False
-    return True
+QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+"""Unless set: TensorFlow's C++ start-up chatter off (on a CPU-only machine it logs a failed
+``cuInit`` as an error, which a newcomer reads as the demo failing)."""
 
 
 def stop_child(process: subprocess.Popen[bytes], grace_s: float, log: Callable[[str], None],
@@ -261,31 +239,25 @@ def stop_child(process: subprocess.Popen[bytes], grace_s: float, log: Callable[[
     after ``grace_s`` SIGTERM, after ``term_grace_s`` SIGKILL; another interrupt while
     waiting jumps to SIGKILL. Returns the child's exit status. The group is always SIGKILLed
     at the end, so grandchildren that outlive their parent do not stay behind."""
-    pgid = process.pid  # start_new_session: the child leads its own group
+    def announce(signum: int) -> None:
+        log(f"sending {signal.Signals(signum).name} to process group {process.pid}")
+
     try:
-        for signum, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, term_grace_s)):
-            if process.poll() is not None:
-                break
-            log(f"sending {signal.Signals(signum).name} to process group {pgid}")
-            _signal_group(pgid, signum)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(wait_s)
-    except Interrupted:
+        return stop_process_group(process, ((signal.SIGINT, grace_s),
+                                            (signal.SIGTERM, term_grace_s)),
+                                  KILL_WAIT_S, announce)
+    except Interrupted:  # the group has been SIGKILLed on the way out
         log("stopping now (second interrupt)")
-    finally:
-        _signal_group(pgid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(KILL_WAIT_S)
-    return process.returncode
+        return process.returncode
 
 
 def run_child(command: Sequence[str], *, grace_s: float, log: Callable[[str], None],
               stdout: int | IO[bytes] | None = None) -> int:
     """Run ``command`` in its own session and wait; on Interrupted stop it (see
     ``stop_child``) and re-raise. Returns the exit status."""
-    process = subprocess.Popen(list(command), env=child_environment(), stdin=subprocess.DEVNULL,
-                               stdout=stdout, start_new_session=True,
-                               preexec_fn=_die_with_parent)
+    process = subprocess.Popen(list(command), env=child_environment(defaults=QUIET_TENSORFLOW),
+                               stdin=subprocess.DEVNULL, stdout=stdout,
+                               start_new_session=True, preexec_fn=child_preexec())
     try:
         return process.wait()
     except Interrupted:

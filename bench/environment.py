@@ -18,10 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shared.processes import usable_cpu_ids
+from shared.processes import REPO, usable_cpu_ids
 from shared.runtimes import runtimes
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGES = (
     *dict.fromkeys(p for r in runtimes().values() for p in r.packages),
     "numpy", "pillow", "flask", "gunicorn", "prometheus-client", "locust",

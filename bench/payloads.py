@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from shared.processes import REPO
+
 LOADTEST = REPO / "loadtest"
 PROFILES = ("camera", "small")
 UPLOADS = ("multipart", "raw")

@@ -29,10 +29,8 @@ target <= 5 ms) per round; the report gives their medians over rounds and the ra
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -49,18 +47,17 @@ from PIL import Image
 
 from bench.artifacts import RUNTIMES, runtime_model_dir, write_artifacts
 from bench.environment import tree_cpu_seconds
+from bench.keepalive import KeepAliveClient
 from bench.scrape import scrape, total_growth
 from bench.services import ServiceSettings, start_service
 from shared.models import parse_stage_sizes
-from shared.processes import usable_cpu_count
+from shared.processes import REPO, child_environment, emit_result, parse_result, usable_cpu_count
 
-REPO = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET_MS = 5.0
 EFFICIENCY_TARGET = 0.9
+REQUEST_TIMEOUT_S = 120.0
 READY_DEADLINE_S = 900.0
 """Load + warm-up of ResNet-50 (JAX compiles every batch bucket) on a busy 2-core machine."""
-RESULT_MARKER = "IN_PROCESS "
-"""Prefix of the in-process child's result lines (runtimes may print to stdout too)."""
 
 
 def test_image(size: int, seed: int = 0) -> bytes:
@@ -89,15 +86,15 @@ def serve_in_process(runtime: str, model_dir: Path, threads: int, max_batch: int
     inputs = inputs.astype(np.float32)
     sizes = predictor.buckets_for(max_batch) or sorted(
         {2**k for k in range(max_batch.bit_length()) if 2**k < max_batch} | {max_batch})
-    print(RESULT_MARKER + json.dumps({"ready": True}), flush=True)
+    emit_result({"ready": True})
     for _ in commands:
         single = time_batches(predictor.predict, inputs, 1, max(1, requests // 3),
                               min_time_s=0.0)  # ~``requests`` calls (>= 3 per repeat)
         by_batch = {n: time_batches(predictor.predict, inputs, n, repeats=1,
                                     min_time_s=batch_seconds)["images_per_s"]["median"]
                     for n in sizes}
-        print(RESULT_MARKER + json.dumps({"predict_p50_ms": single["ms_per_batch"]["median"],
-                                          "images_per_s_by_batch": by_batch}), flush=True)
+        emit_result({"predict_p50_ms": single["ms_per_batch"]["median"],
+                     "images_per_s_by_batch": by_batch})
 
 
 class InProcess:
@@ -113,7 +110,7 @@ class InProcess:
              "--model-dir", str(model_dir), "--threads", str(threads),
              "--max-batch-size", str(args.max_batch_size), "--requests", str(args.requests),
              "--batch-seconds", str(args.batch_seconds)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+            cwd=REPO, env=child_environment(), text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
         )
         self._result()  # loaded and warm
@@ -121,8 +118,9 @@ class InProcess:
     def _result(self) -> dict[str, Any]:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            if line.startswith(RESULT_MARKER):
-                return json.loads(line.removeprefix(RESULT_MARKER))
+            result = parse_result(line)
+            if result is not None:
+                return result
         raise RuntimeError(f"in-process child exited with {self.process.wait()}; "
                            f"see {self._log.name}")
 
@@ -147,20 +145,18 @@ class InProcess:
 # ---------------------------------------------------------------------- HTTP
 
 class Client:
-    """A keep-alive HTTP/1.1 connection posting raw JPEG bodies to /predict."""
+    """Raw JPEG bodies to /predict over the bench's keep-alive client."""
 
     def __init__(self, port: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.client = KeepAliveClient(f"http://127.0.0.1:{port}", REQUEST_TIMEOUT_S)
 
     def predict(self, body: bytes) -> tuple[float, float]:
         """(client-side latency, the server's own ``compute`` time), both in ms."""
         started = time.perf_counter()
-        self.connection.request("POST", "/predict", body, {"Content-Type": "image/jpeg"})
-        response = self.connection.getresponse()
-        payload = response.read()
+        status, payload = self.client.post("/predict", body, {"Content-Type": "image/jpeg"})
         latency_ms = (time.perf_counter() - started) * 1e3
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {payload[:200]!r}")
         return latency_ms, json.loads(payload)["timings_ms"]["compute"]
 
 

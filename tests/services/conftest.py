@@ -11,7 +11,6 @@ into the apps the tests build. ``serve`` starts real gunicorn services on loopba
 from __future__ import annotations
 
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from bench.artifacts import runtime_model_dir, write_artifacts
 from services.app import create_app
 from services.predictors import Predictor, load_predictor
 from shared.imaging import PreprocessSpec, preprocess
+from shared.processes import child_environment
 from shared.runtimes import runtime_names
 
 RUNTIMES = runtime_names()
@@ -209,12 +209,8 @@ def service_environ(metrics_dir: Path, **env: object) -> dict[str, str]:
     """Environment of a service subprocess: ours, the repository importable, a fresh
     Prometheus multi-process directory, and ``VERSUS_<key>`` for every keyword."""
     metrics_dir.mkdir(parents=True)
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        **{f"VERSUS_{k}": str(v) for k, v in env.items()},
-    }
+    return child_environment({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                              **{f"VERSUS_{k}": str(v) for k, v in env.items()}})
 
 
 @pytest.fixture(scope="session")
