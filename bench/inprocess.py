@@ -12,7 +12,7 @@ services:
 - ``sizes``: the image-size sweep (the BloodMNIST framework paper's question): a randomly
   initialised model of the manifest's architecture at 28, 64, 128 and 224 px, ms per image
   at batch 1 and images/s at a fixed batch. Random weights time exactly like trained ones in
-  fp32; the artifacts come from ``bench.artifacts.write_artifacts`` (one seeded torch
+  fp32; the artifacts come from ``training.fixtures.write_artifacts`` (one seeded torch
   init ported to every framework) and are cached between runs.
 
 Timing: warm-up calls excluded, then ``repeats`` repeats of at least ``min_time_s`` (and
@@ -107,7 +107,7 @@ def size_root(cache: Path, stage_sizes: Sequence[int], size: int) -> Path:
 def size_dir(cache: Path, stage_sizes: Sequence[int], size: int, dataset: str,
              framework: str) -> Path:
     """Where the random ``size`` px artifact one runtime serves is cached."""
-    from bench.artifacts import runtime_model_dir
+    from training.fixtures import runtime_model_dir
 
     return runtime_model_dir(size_root(cache, stage_sizes, size), dataset, framework,
                              SIZE_VERSION)
@@ -116,9 +116,9 @@ def size_dir(cache: Path, stage_sizes: Sequence[int], size: int, dataset: str,
 def build_size_artifacts(manifest_dir: Path, sizes: Sequence[int], cache: Path,
                          frameworks: Sequence[str]) -> dict[str, Any]:
     """Random-init artifacts of the manifest's architecture at every size (cached)."""
-    from bench.artifacts import write_artifacts
     from shared.manifest import read_manifest
     from shared.models import parse_stage_sizes
+    from training.fixtures import write_artifacts
 
     manifest = read_manifest(manifest_dir)
     arch = manifest.architecture

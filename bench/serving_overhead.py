@@ -45,13 +45,13 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from bench.artifacts import RUNTIMES, runtime_model_dir, write_artifacts
 from bench.environment import tree_cpu_seconds
 from bench.keepalive import KeepAliveClient
 from bench.scrape import scrape, total_growth
 from bench.services import ServiceSettings, start_service
 from shared.models import parse_stage_sizes
 from shared.processes import REPO, child_environment, emit_result, parse_result, usable_cpu_count
+from training.fixtures import RUNTIMES, runtime_model_dir, write_artifacts
 
 OVERHEAD_TARGET_MS = 5.0
 EFFICIENCY_TARGET = 0.9

@@ -2,7 +2,7 @@
 
 One seeded torch initialisation (ResNet stage sizes (1, 1, 1, 1), 32 px input, the five DR
 classes) is ported to Keras and Flax and exported to ONNX by
-``bench.artifacts.write_artifacts`` into the real layout ``models/dr/<runtime>/1/``
+``training.fixtures.write_artifacts`` into the real layout ``models/dr/<runtime>/1/``
 with valid manifests, once per session and runtime. Each predictor is loaded once per session
 (lazily, so a run of one runtime's tests imports only the frameworks it needs) and injected
 into the apps the tests build. ``serve`` starts real gunicorn services on loopback.
@@ -25,12 +25,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from bench.artifacts import runtime_model_dir, write_artifacts
 from services.app import create_app
 from services.predictors import Predictor, load_predictor
 from shared.imaging import PreprocessSpec, preprocess
 from shared.processes import child_environment
 from shared.runtimes import runtime_names
+from training.fixtures import runtime_model_dir, write_artifacts
 
 RUNTIMES = runtime_names()
 DATASET = "dr"
