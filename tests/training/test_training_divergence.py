@@ -1,4 +1,4 @@
-"""bench.training_divergence: the nudged control, the distance, and one real lock-step epoch of
+"""python -m training divergence: the nudged control, the distance, and one real lock-step epoch of
 torch, torch', TensorFlow and JAX on a tiny synthetic BloodMNIST."""
 
 import json
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.training_divergence import ULP, nudged, relative_distance
 from shared.datasets.synth_blood import generate_bloodmnist
+from training.divergence import ULP, nudged, relative_distance
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def test_training_divergence_runs_lock_step_from_identical_weights(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.training_divergence", "--dataset", "bloodmnist",
+        [sys.executable, "-m", "training", "divergence", "--dataset", "bloodmnist",
          "--data", str(data), "--image-size", "32", "--epochs", "1", "--batch-size", "8",
          "--control", "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
