@@ -83,7 +83,7 @@ class DemoProfile:
     """The wall time this profile promises (printed next to the total; None: no promise)."""
 
 
-PROFILES: dict[str, DemoProfile] = {
+DEMO_PROFILES: dict[str, DemoProfile] = {
     # A 2-core machine without GPU: ~11 min quiet, ~17 min with other work on it, 20 min
     # promised. Tiny ResNet (1,1,1,1 bottleneck blocks, 64 px) for 2 epochs on 1400
     # training images: every framework's full path (train, save, port, export, serve) and
@@ -179,8 +179,8 @@ def bench_command(profile: DemoProfile, layout: Layout, version: str | None,
 def next_model_version(models: Path) -> str:
     """The version the training phase will write (one number for every framework), chosen
     here so that the bench serves exactly the models this run trained."""
-    from training.artifacts import next_version
     from training.backends.base import BACKENDS
+    from training.model_dirs import next_version
 
     return next_version(models, DATASET, tuple(BACKENDS))
 
@@ -433,7 +433,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 "synthetic data: data -> training -> bench -> report.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Ctrl-C stops every child cleanly (exit 130).")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="demo",
+    p.add_argument("--profile", choices=sorted(DEMO_PROFILES), default="demo",
                    help="demo: tiny ResNet at 64 px on 2 CPU cores, about 10 min; full: "
                         "ResNet-50 at 224 px, default epochs, the full sweep, for GPU hosts "
                         "(default: demo)")
@@ -454,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     from bench.runner import new_run_id
 
-    demo = Demo(PROFILES[args.profile], Layout(args.data, args.models, args.reports),
+    demo = Demo(DEMO_PROFILES[args.profile], Layout(args.data, args.models, args.reports),
                 run_id=args.run_id or f"demo-{new_run_id()}", skip_training=args.skip_training)
     demo.log(f"profile {args.profile}: data in {args.data}, models in {args.models}, "
              f"report in {args.reports / demo.run_id}")

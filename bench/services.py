@@ -47,7 +47,7 @@ class ServiceError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ServiceSettings:
+class LocalServiceSettings:
     """How the bench starts every local service (identical for every framework)."""
 
     workers: int = 1
@@ -61,7 +61,7 @@ class ServiceSettings:
     cpus: tuple[int, ...] | None = None
     """CPU ids the service is pinned to (None: wherever the kernel schedules it)."""
 
-    def resolved(self, cores: int) -> ServiceSettings:
+    def resolved(self, cores: int) -> LocalServiceSettings:
         """These settings with ``intra_op_threads`` filled in for ``cores`` usable cores."""
         if self.intra_op_threads is not None:
             return self
@@ -167,7 +167,7 @@ def service_environment(metrics_dir: Path, extra: Mapping[str, str] | None = Non
     return child_environment({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **(extra or {})})
 
 
-def start_service(framework: str, model_dir: Path, workdir: Path, settings: ServiceSettings,
+def start_service(framework: str, model_dir: Path, workdir: Path, settings: LocalServiceSettings,
                   port: int | None = None) -> Service:
     """Start ``python -m services`` for one model on loopback (does not wait for ready)."""
     port = port or free_port()
@@ -256,6 +256,6 @@ def datasets_under(models: Path) -> list[str]:
 
 
 __all__ = [
-    "Service", "ServiceError", "ServicePool", "ServiceSettings", "datasets_under",
+    "Service", "ServiceError", "ServicePool", "LocalServiceSettings", "datasets_under",
     "free_port", "latest_model_dirs", "start_service",
 ]

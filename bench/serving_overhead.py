@@ -48,7 +48,7 @@ from PIL import Image
 from bench.environment import tree_cpu_seconds
 from bench.keepalive import KeepAliveClient
 from bench.scrape import scrape, total_growth
-from bench.services import ServiceSettings, start_service
+from bench.services import LocalServiceSettings, start_service
 from shared.models import parse_stage_sizes
 from shared.processes import REPO, child_environment, emit_result, parse_result, usable_cpu_count
 from training.fixtures import RUNTIMES, runtime_model_dir, write_artifacts
@@ -266,7 +266,7 @@ def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> di
     """Start the service and the in-process child for ``runtime``, alternate their phases
     (both stay loaded and idle meanwhile) and :func:`summarize`."""
     threads = args.threads or usable_cpu_count()
-    settings = ServiceSettings(workers=1, intra_op_threads=threads,
+    settings = LocalServiceSettings(workers=1, intra_op_threads=threads,
                                max_batch_size=args.max_batch_size)
     service = start_service(runtime, model_dir, args.workdir, settings)
     child = None

@@ -47,14 +47,6 @@ from shared.manifest import InputSpec, Manifest, ManifestError, read_manifest, v
 from shared.models import RESNET50, architecture_dict, parse_stage_sizes
 from shared.processes import usable_cpu_count
 
-from .artifacts import (
-    ArtifactError,
-    HistoryWriter,
-    create_model_dir,
-    next_version,
-    write_model_artifact,
-    write_onnx_artifact,
-)
 from .backends.base import (
     ADAM_BETAS,
     ADAM_EPSILON,
@@ -67,6 +59,14 @@ from .backends.base import (
     limit_cpus,
 )
 from .loop import DEFAULT_MIN_LR, DEFAULT_PLATEAU_FACTOR, FitConfig, evaluate_split, fit
+from .model_dirs import (
+    HistoryWriter,
+    ModelDirError,
+    create_model_dir,
+    next_version,
+    write_model_artifact,
+    write_onnx_artifact,
+)
 from .porting import PortingError
 from .report import manifest_row, markdown_table, write_comparison
 
@@ -88,7 +88,7 @@ class UsageError(ValueError):
     """A bad command line or input file: reported as one line, exit code 2."""
 
 
-USER_ERRORS = (UsageError, DatasetError, ManifestError, PortingError, ArtifactError)
+USER_ERRORS = (UsageError, DatasetError, ManifestError, PortingError, ModelDirError)
 
 
 # --------------------------------------------------------------------------- arguments
