@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import FRAMEWORKS, RUN_PROFILES, BenchConfig, profile_config
-from bench.payloads import PAYLOAD_PROFILES, UPLOADS
+from bench.load.payloads import PAYLOAD_PROFILES, UPLOADS
 from bench.services import ServiceError
 
 PROG = "python -m bench"
@@ -195,7 +195,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 def report_main(argv: Sequence[str]) -> int:
-    from bench.report import load_results, summary_text, write_report
+    from bench.report.render import load_results, summary_text, write_report
 
     parser = argparse.ArgumentParser(prog=f"{PROG} report",
                                      description="Re-render report.md and index.html.")
@@ -213,12 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "report":
         return report_main(argv[1:])
     if argv and argv[0] == "demo":
-        from bench.demo import main as demo_main
+        from bench.demo.pipeline import main as demo_main
 
         return demo_main(argv[1:])
     args = get_args_parser().parse_args(argv)
     cfg = config_from_args(args)
-    from bench.report import load_results, summary_text, write_report
+    from bench.report.render import load_results, summary_text, write_report
     from bench.runner import run_bench
 
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.payloads import PayloadOptions
+from bench.load.payloads import PayloadOptions
 from bench.services import LocalServiceSettings
 from shared.runtimes import runtime_names
 

@@ -56,11 +56,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aggregate, inprocess, openloop, scrape
+from bench import aggregate, inprocess, scrape
 from bench.config import BenchConfig
 from bench.environment import collect_environment, tree_cpu_seconds
-from bench.locust_runner import LevelPlan, LocustSetup, run_level
-from bench.payloads import Payloads, load_payloads
+from bench.load import openloop
+from bench.load.locust_runner import LevelPlan, LocustSetup, run_level
+from bench.load.payloads import Payloads, load_payloads
+from bench.report.training_info import parity_section, training_table
 from bench.services import (
     Service,
     ServiceError,
@@ -69,7 +71,6 @@ from bench.services import (
     latest_model_dirs,
     start_service,
 )
-from bench.training_info import parity_section, training_table
 from shared.processes import usable_cpu_ids
 
 SCHEMA = "versus-bench/1"

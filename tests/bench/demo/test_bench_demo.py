@@ -16,20 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from bench import demo
-from bench.demo import (
+from bench.demo import pipeline as demo
+from bench.demo.children import Interrupted, run_child, stop_child, stop_signals_raise
+from bench.demo.pipeline import (
     DEMO_PROFILES,
     Demo,
-    Interrupted,
     Layout,
     PhaseFailed,
     PhaseTime,
     bench_command,
     data_status,
     phase_table,
-    run_child,
-    stop_child,
-    stop_signals_raise,
     synth_params,
     training_command,
     write_stamp,

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench.keepalive import KeepAliveClient
+from bench.load.keepalive import KeepAliveClient
 from bench.stats import latency_summary
 
 REQUEST_TIMEOUT_S = 30.0

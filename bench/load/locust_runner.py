@@ -1,7 +1,7 @@
 """One closed-loop load level: Locust headless against one service until throughput is
 stable, like perf_analyzer.
 
-Locust runs as a subprocess with the project's locustfiles plus :mod:`bench.locust_plugin`,
+Locust runs as a subprocess with the project's locustfiles plus :mod:`bench.load.locust_plugin`,
 ``-u N -r N`` (all users at once, no think time), ``--csv`` + ``--csv-full-history`` (the
 CSVs go into the report) and a ``-t`` safety bound. While it runs, the plugin's raw samples
 are read every half second: from the first response on, ``warmup_s`` (ramp-up, connection

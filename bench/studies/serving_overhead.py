@@ -1,7 +1,7 @@
 """Serving overhead of the versus services: what HTTP + Flask + batching cost on top of the
 runtime itself, per runtime, with ResNet-50 (random init) at 224 px on this machine's CPU.
 
-    python -m bench.serving_overhead [--runtimes torch,onnx] [--rounds 4] [--out reports/]
+    python -m bench.studies.serving_overhead [--runtimes torch,onnx] [--rounds 4] [--out reports/]
 
 For each runtime, one at a time (no two runtimes compete for the cores), a real gunicorn
 service (``python -m services``) and an in-process child holding the same artifact's
@@ -46,7 +46,7 @@ import numpy as np
 from PIL import Image
 
 from bench.environment import tree_cpu_seconds
-from bench.keepalive import KeepAliveClient
+from bench.load.keepalive import KeepAliveClient
 from bench.scrape import scrape, total_growth
 from bench.services import LocalServiceSettings, start_service
 from shared.models import parse_stage_sizes
@@ -106,7 +106,7 @@ class InProcess:
                  log: Path) -> None:
         self._log = log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serving_overhead", "--in-process", runtime,
+            [sys.executable, "-m", "bench.studies.serving_overhead", "--in-process", runtime,
              "--model-dir", str(model_dir), "--threads", str(threads),
              "--max-batch-size", str(args.max_batch_size), "--requests", str(args.requests),
              "--batch-seconds", str(args.batch_seconds)],
@@ -334,7 +334,7 @@ def _ratio(value: float | None) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.serving_overhead",
+    p = argparse.ArgumentParser(prog="python -m bench.studies.serving_overhead",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--runtimes", default=",".join(RUNTIMES),
                    help=f"comma-separated runtimes (default: {','.join(RUNTIMES)})")
