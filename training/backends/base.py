@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from shared.processes import usable_cpu_count
+from shared.processes import usable_cpu_count, usable_cpu_ids
 
 StateDict = dict[str, np.ndarray]
 
@@ -167,4 +167,4 @@ def limit_cpus(threads: int) -> None:
     honour. Must run before any framework starts its pools.
     """
     if hasattr(os, "sched_setaffinity") and 0 < threads < usable_cpu_count():
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+        os.sched_setaffinity(0, usable_cpu_ids()[:threads])
