@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.config import FRAMEWORKS, PROFILES, BenchConfig, profile_config
-from bench.payloads import PROFILES as PAYLOAD_PROFILES
-from bench.payloads import UPLOADS
+from bench.config import FRAMEWORKS, RUN_PROFILES, BenchConfig, profile_config
+from bench.load.payloads import PAYLOAD_PROFILES, UPLOADS
 from bench.services import ServiceError
 
 PROG = "python -m bench"
@@ -61,7 +60,7 @@ def _url(text: str) -> tuple[str, str]:
 def _default(field: str) -> str:
     """'default: <full value>; demo: <demo value>' for a help text."""
     full = getattr(BenchConfig(), field)
-    demo = PROFILES["demo"].get(field, full)
+    demo = RUN_PROFILES["demo"].get(field, full)
 
     def show(value: Any) -> str:
         if isinstance(value, tuple):
@@ -78,7 +77,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Subcommands: python -m bench report RESULTS_JSON_OR_DIR"
                                        "; python -m bench demo --help")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="full",
+    p.add_argument("--profile", choices=sorted(RUN_PROFILES), default="full",
                    help="preset of every setting below (default: full; demo fits 2 cores)")
     g = p.add_argument_group("services")
     g.add_argument("--frameworks", type=_frameworks, help=f"services to compare "
@@ -196,7 +195,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 def report_main(argv: Sequence[str]) -> int:
-    from bench.report import load_results, summary_text, write_report
+    from bench.report.render import load_results, summary_text, write_report
 
     parser = argparse.ArgumentParser(prog=f"{PROG} report",
                                      description="Re-render report.md and index.html.")
@@ -214,12 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "report":
         return report_main(argv[1:])
     if argv and argv[0] == "demo":
-        from bench.demo import main as demo_main
+        from bench.demo.pipeline import main as demo_main
 
         return demo_main(argv[1:])
     args = get_args_parser().parse_args(argv)
     cfg = config_from_args(args)
-    from bench.report import load_results, summary_text, write_report
+    from bench.report.render import load_results, summary_text, write_report
     from bench.runner import run_bench
 
     try:

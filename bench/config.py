@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.payloads import PayloadOptions
-from bench.services import ServiceSettings
+from bench.load.payloads import PayloadOptions
+from bench.services import LocalServiceSettings
 from shared.runtimes import runtime_names
 
 FRAMEWORKS = runtime_names()
@@ -62,7 +62,7 @@ class BenchConfig:
     size_batch: int = 8
     cache: Path | None = None
     # services and machine
-    service: ServiceSettings = field(default_factory=ServiceSettings)
+    service: LocalServiceSettings = field(default_factory=LocalServiceSettings)
     ready_timeout_s: float = 900.0
     loadgen_cpus: tuple[int, ...] | None = None
     payload: PayloadOptions = field(default_factory=PayloadOptions)
@@ -88,7 +88,7 @@ class BenchConfig:
         return convert(dataclasses.asdict(self))
 
 
-PROFILES: dict[str, dict[str, Any]] = {
+RUN_PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     "demo": {
         "levels": (1, 2, 4),
@@ -107,7 +107,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "inprocess_min_time_s": 0.5,
         "size_batch": 4,
         "ready_timeout_s": 300.0,
-        "service": ServiceSettings(intra_op_threads=1, http_threads=16, max_batch_size=8,
+        "service": LocalServiceSettings(intra_op_threads=1, http_threads=16, max_batch_size=8,
                                    queue_size=32),
         "payload": PayloadOptions(profile="small", count=8),
     },
@@ -116,7 +116,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def profile_config(name: str, **overrides: Any) -> BenchConfig:
     """The profile's settings with ``overrides`` (None values are ignored) on top."""
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
-    values = {**PROFILES[name], **{k: v for k, v in overrides.items() if v is not None}}
+    if name not in RUN_PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(RUN_PROFILES)}")
+    values = {**RUN_PROFILES[name], **{k: v for k, v in overrides.items() if v is not None}}
     return BenchConfig(profile=name, **values)

@@ -18,9 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from shared.processes import REPO, usable_cpu_ids
 from shared.runtimes import runtimes
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGES = (
     *dict.fromkeys(p for r in runtimes().values() for p in r.packages),
     "numpy", "pillow", "flask", "gunicorn", "prometheus-client", "locust",
@@ -44,14 +44,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def usable_cores() -> list[int]:
-    """CPU ids this process may run on (affinity, e.g. a container's cpuset)."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return list(range(os.cpu_count() or 1))
 
 
 def memory_total_bytes() -> int | None:
@@ -141,7 +133,7 @@ def collect_environment(threads: dict[str, Any] | None = None) -> dict[str, Any]
         "python": sys.version.split()[0],
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "usable_cores": usable_cores(),
+        "usable_cores": usable_cpu_ids(),
         "memory_total_bytes": memory_total_bytes(),
         "load_average_at_start": load_average(),
         "thread_environment": {k: os.environ.get(k) for k in THREAD_VARIABLES

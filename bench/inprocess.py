@@ -12,7 +12,7 @@ services:
 - ``sizes``: the image-size sweep (the BloodMNIST framework paper's question): a randomly
   initialised model of the manifest's architecture at 28, 64, 128 and 224 px, ms per image
   at batch 1 and images/s at a fixed batch. Random weights time exactly like trained ones in
-  fp32; the artifacts come from ``bench.artifacts.write_artifacts`` (one seeded torch
+  fp32; the artifacts come from ``training.fixtures.write_artifacts`` (one seeded torch
   init ported to every framework) and are cached between runs.
 
 Timing: warm-up calls excluded, then ``repeats`` repeats of at least ``min_time_s`` (and
@@ -22,14 +22,12 @@ Timing: warm-up calls excluded, then ``repeats`` repeats of at least ``min_time_
     python -m bench.inprocess build --model DIR --sizes 28,64 --cache DIR --frameworks ...
     python -m bench.inprocess sizes --framework onnx --cache DIR --model DIR --sizes 28,64 ...
 
-Each child prints one JSON line (its result) last on stdout.
+Each child hands its result to the parent with ``shared.processes.emit_result``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import time
@@ -40,14 +38,13 @@ from typing import Any
 import numpy as np
 
 from bench.stats import spread
+from shared.processes import REPO, child_environment, child_preexec, emit_result, last_result
 from shared.runtimes import runtime_names
 
-REPO = Path(__file__).resolve().parents[1]
 WARMUP_CALLS = 2
 MIN_CALLS = 3
 CHILD_TIMEOUT_S = 1800.0
 SIZE_VERSION = "1"
-RESULT_MARKER = "BENCH_RESULT "
 PARITY_IMAGES = 8
 """Payload images whose probabilities each baseline child returns, for the served-model
 agreement check (same inputs through every framework's served artifact)."""
@@ -110,7 +107,7 @@ def size_root(cache: Path, stage_sizes: Sequence[int], size: int) -> Path:
 def size_dir(cache: Path, stage_sizes: Sequence[int], size: int, dataset: str,
              framework: str) -> Path:
     """Where the random ``size`` px artifact one runtime serves is cached."""
-    from bench.artifacts import runtime_model_dir
+    from training.fixtures import runtime_model_dir
 
     return runtime_model_dir(size_root(cache, stage_sizes, size), dataset, framework,
                              SIZE_VERSION)
@@ -119,9 +116,9 @@ def size_dir(cache: Path, stage_sizes: Sequence[int], size: int, dataset: str,
 def build_size_artifacts(manifest_dir: Path, sizes: Sequence[int], cache: Path,
                          frameworks: Sequence[str]) -> dict[str, Any]:
     """Random-init artifacts of the manifest's architecture at every size (cached)."""
-    from bench.artifacts import write_artifacts
     from shared.manifest import read_manifest
     from shared.models import parse_stage_sizes
+    from training.fixtures import write_artifacts
 
     manifest = read_manifest(manifest_dir)
     arch = manifest.architecture
@@ -206,7 +203,7 @@ def child_main(argv: Sequence[str] | None = None) -> None:
     else:
         result = size_sweep(args.framework, args.model, args.sizes, args.cache, args.threads,
                             args.batch, args.repeats, args.min_time_s)
-    print(RESULT_MARKER + json.dumps(result), flush=True)
+    emit_result(result)
 
 
 # ---------------------------------------------------------------------- parent side
@@ -219,13 +216,10 @@ class ChildError(RuntimeError):
 def run_child(arguments: Sequence[str], log_path: Path, timeout_s: float = CHILD_TIMEOUT_S,
               cpus: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Run ``python -m bench.inprocess <arguments>`` and return its JSON result."""
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
-           "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    env = child_environment(defaults={"TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "bench.inprocess", *arguments]
-    preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    preexec = child_preexec(cpus, die_with_parent=False)
     with open(log_path, "wb") as log:
         try:
             done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -237,9 +231,9 @@ def run_child(arguments: Sequence[str], log_path: Path, timeout_s: float = CHILD
     stdout = done.stdout.decode("utf-8", errors="replace")
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(stdout)
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
+    result = last_result(stdout)
+    if result is not None:
+        return result
     tail = log_path.read_text(errors="replace")[-2000:]
     raise ChildError(f"bench.inprocess {arguments[0]} exited with {done.returncode}:\n{tail}")
 

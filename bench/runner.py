@@ -56,11 +56,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aggregate, inprocess, openloop, scrape
+from bench import aggregate, inprocess, scrape
 from bench.config import BenchConfig
-from bench.environment import collect_environment, tree_cpu_seconds, usable_cores
-from bench.locust_runner import LevelPlan, LocustSetup, run_level
-from bench.payloads import Payloads, load_payloads
+from bench.environment import collect_environment, tree_cpu_seconds
+from bench.load import openloop
+from bench.load.locust_runner import LevelPlan, LocustSetup, run_level
+from bench.load.payloads import Payloads, load_payloads
+from bench.report.training_info import parity_section, training_table
 from bench.services import (
     Service,
     ServiceError,
@@ -69,7 +71,7 @@ from bench.services import (
     latest_model_dirs,
     start_service,
 )
-from bench.training_info import parity_section, training_table
+from shared.processes import usable_cpu_ids
 
 SCHEMA = "versus-bench/1"
 RESULTS_FILE = "results.json"
@@ -115,7 +117,7 @@ class Run:
         self.cfg, self.dir, self.hooks, self.log = cfg, report_dir, hooks, log
         self.records: dict[str, dict[str, Any]] = {}
         self.services: dict[str, Service] = {}
-        cores = usable_cores()
+        cores = usable_cpu_ids()
         service_cores = [c for c in cores if c not in (cfg.loadgen_cpus or ())] or cores
         pinned = tuple(service_cores) if cfg.loadgen_cpus else None
         self.service_settings = cfg.service.resolved(len(service_cores))

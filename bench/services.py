@@ -16,7 +16,6 @@ runner marks its remaining levels as "died".
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
@@ -32,16 +31,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from shared.processes import REPO, child_environment, child_preexec, stop_process_group
 from shared.runtimes import get_runtime
 
-REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 PROBE_TIMEOUT_S = 2.0
 READY_POLL_S = 0.5
 STOP_GRACE_S = 20.0
 KILL_WAIT_S = 10.0
 LOG_TAIL_CHARS = 2000
-PR_SET_PDEATHSIG = 1
 
 
 class ServiceError(RuntimeError):
@@ -49,7 +47,7 @@ class ServiceError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ServiceSettings:
+class LocalServiceSettings:
     """How the bench starts every local service (identical for every framework)."""
 
     workers: int = 1
@@ -63,7 +61,7 @@ class ServiceSettings:
     cpus: tuple[int, ...] | None = None
     """CPU ids the service is pinned to (None: wherever the kernel schedules it)."""
 
-    def resolved(self, cores: int) -> ServiceSettings:
+    def resolved(self, cores: int) -> LocalServiceSettings:
         """These settings with ``intra_op_threads`` filled in for ``cores`` usable cores."""
         if self.intra_op_threads is not None:
             return self
@@ -151,20 +149,8 @@ class Service:
         ``grace_s``; returns the exit code (None for an external service)."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait(KILL_WAIT_S)
-        _signal_group(self.process, signal.SIGKILL)  # orphaned workers, if any
-        return self.process.returncode
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
+        # the final SIGKILL of the group also reaps orphaned workers, if any
+        return stop_process_group(self.process, ((signal.SIGTERM, grace_s),), KILL_WAIT_S)
 
 
 def free_port() -> int:
@@ -174,25 +160,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _child_setup(cpus: tuple[int, ...] | None) -> None:
-    """In the child before exec: die with the parent (Linux), optionally pin CPUs."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-
-
 def service_environment(metrics_dir: Path, extra: Mapping[str, str] | None = None
                         ) -> dict[str, str]:
     """Our environment, the repository importable, a private Prometheus directory."""
     metrics_dir.mkdir(parents=True, exist_ok=True)
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-            **(extra or {})}
+    return child_environment({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **(extra or {})})
 
 
-def start_service(framework: str, model_dir: Path, workdir: Path, settings: ServiceSettings,
+def start_service(framework: str, model_dir: Path, workdir: Path, settings: LocalServiceSettings,
                   port: int | None = None) -> Service:
     """Start ``python -m services`` for one model on loopback (does not wait for ready)."""
     port = port or free_port()
@@ -206,7 +181,7 @@ def start_service(framework: str, model_dir: Path, workdir: Path, settings: Serv
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=lambda: _child_setup(settings.cpus),
+            preexec_fn=child_preexec(settings.cpus),
         )
     return Service(framework, f"http://{LOOPBACK}:{port}", Path(model_dir), process, log_path)
 
@@ -281,6 +256,6 @@ def datasets_under(models: Path) -> list[str]:
 
 
 __all__ = [
-    "Service", "ServiceError", "ServicePool", "ServiceSettings", "datasets_under",
+    "Service", "ServiceError", "ServicePool", "LocalServiceSettings", "datasets_under",
     "free_port", "latest_model_dirs", "start_service",
 ]

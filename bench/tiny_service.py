@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.artifacts import write_artifacts
+from training.fixtures import write_artifacts
 from bench.services import Service, ServicePool, ServiceSettings, start_service
 
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "versus-bench-tiny"

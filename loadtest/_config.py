@@ -17,7 +17,7 @@ from pathlib import Path
 
 from shared.runtimes import get_runtime
 
-PROFILES = ("camera", "small")
+PAYLOAD_PROFILES = ("camera", "small")
 UPLOADS = ("multipart", "raw")
 SHAPES = ("", "step")
 
@@ -90,7 +90,7 @@ class PayloadSettings:
                               f"got {split!r}")
         return cls(
             source=Path(source).expanduser() if source else None,
-            profile=env_choice(environ, "VERSUS_PAYLOAD_PROFILE", PROFILES),
+            profile=env_choice(environ, "VERSUS_PAYLOAD_PROFILE", PAYLOAD_PROFILES),
             size=int(env_number(environ, "VERSUS_PAYLOAD_SIZE", cls.size, minimum=8,
                                 integer=True)),
             split=split,

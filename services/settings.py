@@ -23,17 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.imaging import DEFAULT_LIMITS, ImageLimits
+from shared.processes import usable_cpu_count
 from shared.runtimes import runtime_names
 
 ENV_PREFIX = "VERSUS_"
-
-
-def cpu_count() -> int:
-    """Cores this process may run on (affinity-aware, unlike ``os.cpu_count``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def env_mapping(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -134,7 +127,7 @@ class ServiceSettings(_FromMapping):
     @property
     def threads(self) -> int:
         """Intra-op threads per worker: explicit, or this worker's share of the cores."""
-        return self.intra_op_threads or max(1, cpu_count() // self.workers)
+        return self.intra_op_threads or max(1, usable_cpu_count() // self.workers)
 
     @property
     def image_limits(self) -> ImageLimits:

@@ -22,8 +22,8 @@ import numpy as np
 from shared.datasets import DATASETS, DatasetError, DatasetSpec, ImageSet, load_dataset
 from shared.imaging import to_square_uint8
 from shared.metrics import evaluate
+from shared.processes import usable_cpu_count
 
-from .backends.base import usable_cpus
 from .report import BASELINE_FRAMEWORK, BYTES_PER_MB, markdown_table, score_metric
 
 BASELINE_IMAGE_SIZE = 32
@@ -70,7 +70,7 @@ def train_baseline(
     train_x = flatten_pixels(sets["train"], size)
     test_x = flatten_pixels(sets["test"], size)
     model = RandomForestClassifier(
-        n_estimators=trees, random_state=seed, n_jobs=threads or usable_cpus(),
+        n_estimators=trees, random_state=seed, n_jobs=threads or usable_cpu_count(),
         class_weight="balanced" if class_weights == "balanced" else None,
     )
     start = time.perf_counter()

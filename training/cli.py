@@ -6,6 +6,7 @@ loop, write their artifacts, and (for `--framework all`) the comparison table.
     python -m training --framework torch --dataset dr --data data/dr-synth \\
         --init imagenet=weights/resnet50-11ad3fa6.pth --precision bf16
     python -m training parity ...      (delegates to training.parity)
+    python -m training divergence ...  (delegates to training.divergence)
 
 Every framework starts from the same weights: `--init random` draws torchvision's init once in
 torch under `--seed` and ports it; `--init imagenet=PATH` ports torchvision's ImageNet state
@@ -44,15 +45,8 @@ from shared.datasets import (
 from shared.imaging import PreprocessSpec
 from shared.manifest import InputSpec, Manifest, ManifestError, read_manifest, verify_model_file
 from shared.models import RESNET50, architecture_dict, parse_stage_sizes
+from shared.processes import usable_cpu_count
 
-from .artifacts import (
-    ArtifactError,
-    HistoryWriter,
-    create_model_dir,
-    next_version,
-    write_model_artifact,
-    write_onnx_artifact,
-)
 from .backends.base import (
     ADAM_BETAS,
     ADAM_EPSILON,
@@ -63,9 +57,16 @@ from .backends.base import (
     StateDict,
     get_backend,
     limit_cpus,
-    usable_cpus,
 )
 from .loop import DEFAULT_MIN_LR, DEFAULT_PLATEAU_FACTOR, FitConfig, evaluate_split, fit
+from .model_dirs import (
+    HistoryWriter,
+    ModelDirError,
+    create_model_dir,
+    next_version,
+    write_model_artifact,
+    write_onnx_artifact,
+)
 from .porting import PortingError
 from .report import manifest_row, markdown_table, write_comparison
 
@@ -79,7 +80,7 @@ IMAGENET_PREFIX = "imagenet="
 CLASS_WEIGHTS = ("none", "balanced")
 TF_LOG_LEVEL = "2"
 """TensorFlow's C++ log level for the CLI: errors only (no oneDNN/CPU-feature notices)."""
-SUBCOMMANDS = {"parity": "training.parity"}
+SUBCOMMANDS = {"parity": "training.parity", "divergence": "training.divergence"}
 """`python -m training <name> ...` hands the remaining arguments to `<module>.main`."""
 
 
@@ -87,7 +88,7 @@ class UsageError(ValueError):
     """A bad command line or input file: reported as one line, exit code 2."""
 
 
-USER_ERRORS = (UsageError, DatasetError, ManifestError, PortingError, ArtifactError)
+USER_ERRORS = (UsageError, DatasetError, ManifestError, PortingError, ModelDirError)
 
 
 # --------------------------------------------------------------------------- arguments
@@ -403,7 +404,7 @@ def prepare(args: argparse.Namespace) -> Run:
         raise UsageError("--class-weights balanced: only for multiclass datasets")
     frameworks = frameworks_of(args)
     version = args.version or next_version(args.out, dataset.name, frameworks)
-    threads = args.threads or usable_cpus()
+    threads = args.threads or usable_cpu_count()
     sets = load_data(args)
     weights = (class_weights(sets["train"].labels, dataset.n_classes)
                if args.class_weights == "balanced" else None)

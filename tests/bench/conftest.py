@@ -42,7 +42,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``<root>/bloodmnist/{torch,onnx}/1``: one seeded tiny ResNet (stages 1,1,1,1, 32 px),
     ported to torch and exported to ONNX, with valid manifests (the services engineer's
     ``write_artifacts``, the same helper the service tests use)."""
-    from bench.artifacts import write_artifacts
+    from training.fixtures import write_artifacts
 
     root = tmp_path_factory.mktemp("models")
     write_artifacts(root, dataset="bloodmnist", stage_sizes=(1, 1, 1, 1), image_size=32,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import config_from_args, get_args_parser, main
-from bench.config import PROFILES, BenchConfig, profile_config
+from bench.config import RUN_PROFILES, BenchConfig, profile_config
 from shared.runtimes import runtime_names
 
 
@@ -28,7 +28,7 @@ def test_demo_profile_fits_two_cores_and_flags_override_it(tmp_path: Path) -> No
     cfg = parse("--profile", "demo", "--levels", "1,2", "--intra-op-threads", "2",
                 "--payload-dir", str(tmp_path), "--url", "onnx=http://127.0.0.1:9000",
                 "--no-open-loop", "--image-sizes", "")
-    demo = PROFILES["demo"]
+    demo = RUN_PROFILES["demo"]
     assert cfg.levels == (1, 2) and cfg.repeats == demo["repeats"]
     assert cfg.service.intra_op_threads == 2
     assert cfg.service.max_batch_size == demo["service"].max_batch_size

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from bench.config import profile_config
-from bench.report import summary_text, write_report
-from bench.report_tables import all_tables
+from bench.report.render import summary_text, write_report
+from bench.report.tables import all_tables
 from bench.runner import Hooks, run_bench
 from bench.services import Service
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bench.services import (
+    LocalServiceSettings,
     Service,
     ServiceError,
     ServicePool,
-    ServiceSettings,
     datasets_under,
     latest_model_dirs,
     start_service,
@@ -43,18 +43,18 @@ def test_latest_version_is_the_highest_with_a_manifest(tmp_path: Path) -> None:
 
 
 def test_settings_resolve_threads_and_become_flags() -> None:
-    settings = ServiceSettings(workers=2).resolved(cores=8)
+    settings = LocalServiceSettings(workers=2).resolved(cores=8)
     assert settings.intra_op_threads == 4
     flags = settings.flags()
     assert flags[flags.index("--intra-op-threads") + 1] == "4"
-    assert ServiceSettings(intra_op_threads=3).resolved(cores=8).intra_op_threads == 3
+    assert LocalServiceSettings(intra_op_threads=3).resolved(cores=8).intra_op_threads == 3
 
 
 def test_a_service_that_cannot_start_reports_its_exit_code_and_log(tmp_path: Path) -> None:
     model = tmp_path / "models" / "dr" / "onnx" / "1"
     model.mkdir(parents=True)
     (model / "manifest.json").write_text(json.dumps({"schema_version": 1}))
-    service = start_service("onnx", model, tmp_path / "logs", ServiceSettings())
+    service = start_service("onnx", model, tmp_path / "logs", LocalServiceSettings())
     with pytest.raises(ServiceError) as exc:
         service.wait_ready(60)
     assert "exited with 1 while starting" in str(exc.value)

@@ -100,8 +100,8 @@ def locust(tmp_path: Path, payload_dir: Path) -> Callable[..., LocustRun]:
 def onnx_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real ``python -m services --framework onnx`` (gunicorn, one worker) serving a
     tiny seeded ResNet (stage sizes (1, 1, 1, 1), 32 px, the five DR grades) written with
-    ``bench.artifacts.write_artifacts``, the function the service tests use too."""
-    from bench.artifacts import write_artifacts
+    ``training.fixtures.write_artifacts``, the function the service tests use too."""
+    from training.fixtures import write_artifacts
 
     workdir = tmp_path_factory.mktemp("onnx-service")
     model_dir = write_artifacts(workdir / "models", dataset="dr", stage_sizes=(1, 1, 1, 1),

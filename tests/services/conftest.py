@@ -2,7 +2,7 @@
 
 One seeded torch initialisation (ResNet stage sizes (1, 1, 1, 1), 32 px input, the five DR
 classes) is ported to Keras and Flax and exported to ONNX by
-``bench.artifacts.write_artifacts`` into the real layout ``models/dr/<runtime>/1/``
+``training.fixtures.write_artifacts`` into the real layout ``models/dr/<runtime>/1/``
 with valid manifests, once per session and runtime. Each predictor is loaded once per session
 (lazily, so a run of one runtime's tests imports only the frameworks it needs) and injected
 into the apps the tests build. ``serve`` starts real gunicorn services on loopback.
@@ -11,7 +11,6 @@ into the apps the tests build. ``serve`` starts real gunicorn services on loopba
 from __future__ import annotations
 
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -26,11 +25,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from bench.artifacts import runtime_model_dir, write_artifacts
 from services.app import create_app
 from services.predictors import Predictor, load_predictor
 from shared.imaging import PreprocessSpec, preprocess
+from shared.processes import child_environment
 from shared.runtimes import runtime_names
+from training.fixtures import runtime_model_dir, write_artifacts
 
 RUNTIMES = runtime_names()
 DATASET = "dr"
@@ -209,12 +209,8 @@ def service_environ(metrics_dir: Path, **env: object) -> dict[str, str]:
     """Environment of a service subprocess: ours, the repository importable, a fresh
     Prometheus multi-process directory, and ``VERSUS_<key>`` for every keyword."""
     metrics_dir.mkdir(parents=True)
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        **{f"VERSUS_{k}": str(v) for k, v in env.items()},
-    }
+    return child_environment({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                              **{f"VERSUS_{k}": str(v) for k, v in env.items()}})
 
 
 @pytest.fixture(scope="session")

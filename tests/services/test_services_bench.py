@@ -1,4 +1,4 @@
-"""``python -m bench.serving_overhead`` end to end on a tiny model: it writes its artifacts,
+"""``python -m bench.studies.serving_overhead`` end to end on a tiny model: it writes its artifacts,
 measures in-process and over HTTP, and reports overhead and efficiency."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def test_serving_overhead_runs_on_a_tiny_model(tmp_path: Path, subprocess_env) -
     out = tmp_path / "report"
     env = subprocess_env(tmp_path / "metrics")
     result = subprocess.run(
-        [sys.executable, "-m", "bench.serving_overhead", "--runtimes", "onnx",
+        [sys.executable, "-m", "bench.studies.serving_overhead", "--runtimes", "onnx",
          "--stage-sizes", "1,1,1,1", "--image-size", "32", "--max-batch-size", "4",
          "--clients", "4", "--seconds", "1", "--batch-seconds", "0.2", "--requests", "5",
          "--threads", "1", "--rounds", "2",

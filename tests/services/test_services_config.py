@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from services import __main__ as cli
-from services.settings import ServerSettings, ServiceSettings, cpu_count
+from services.settings import ServerSettings, ServiceSettings
+from shared.processes import usable_cpu_count
 
 REPO = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
@@ -33,8 +34,8 @@ def test_service_settings_from_env_with_types_and_defaults() -> None:
 
 
 def test_intra_op_threads_default_to_this_workers_share_of_the_cores() -> None:
-    assert ServiceSettings().threads == cpu_count()
-    assert ServiceSettings(workers=cpu_count() * 2).threads == 1
+    assert ServiceSettings().threads == usable_cpu_count()
+    assert ServiceSettings(workers=usable_cpu_count() * 2).threads == 1
     assert ServiceSettings(intra_op_threads=3).threads == 3
 
 

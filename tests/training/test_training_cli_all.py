@@ -12,10 +12,10 @@ from shared.datasets import get_dataset_spec, load_dataset, write_medmnist_npz
 from shared.imaging import PreprocessSpec
 from shared.manifest import read_manifest, verify_model_file
 from shared.models import TINY
-from training.artifacts import read_history
 from training.backends import ModelConfig, get_backend
 from training.cli import main
 from training.loop import evaluate_split
+from training.model_dirs import read_history
 
 pytestmark = pytest.mark.slow  # trains torch, TensorFlow and JAX (~2-3 min on 2 busy cores)
 

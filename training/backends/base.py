@@ -28,6 +28,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from shared.processes import usable_cpu_count, usable_cpu_ids
+
 StateDict = dict[str, np.ndarray]
 
 ADAM_BETAS = (0.9, 0.999)
@@ -156,11 +158,6 @@ def get_backend(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def limit_cpus(threads: int) -> None:
     """Pin the process to `threads` CPUs when fewer than usable were asked for.
 
@@ -169,5 +166,5 @@ def limit_cpus(threads: int) -> None:
     run-time knob; pinning before the first JAX computation is the one setting all three
     honour. Must run before any framework starts its pools.
     """
-    if hasattr(os, "sched_setaffinity") and 0 < threads < usable_cpus():
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+    if hasattr(os, "sched_setaffinity") and 0 < threads < usable_cpu_count():
+        os.sched_setaffinity(0, usable_cpu_ids()[:threads])

@@ -16,20 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from bench import demo
-from bench.demo import (
-    PROFILES,
+from bench.demo import pipeline as demo
+from bench.demo.children import Interrupted, run_child, stop_child, stop_signals_raise
+from bench.demo.pipeline import (
+    DEMO_PROFILES,
     Demo,
-    Interrupted,
     Layout,
     PhaseFailed,
     PhaseTime,
     bench_command,
     data_status,
     phase_table,
-    run_child,
-    stop_child,
-    stop_signals_raise,
     synth_params,
     training_command,
     write_stamp,
@@ -52,7 +49,7 @@ def quiet(_text: str) -> None:
 
 def test_demo_profile_trains_tiny_models_quickly(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "d", tmp_path / "m", tmp_path / "r")
-    command = training_command(PROFILES["demo"], layout, "3")
+    command = training_command(DEMO_PROFILES["demo"], layout, "3")
     assert command[:3] == [sys.executable, "-m", "training"]
     assert flag(command, "--framework") == "all" and flag(command, "--dataset") == "bloodmnist"
     assert flag(command, "--data") == str(tmp_path / "d" / "bloodmnist_64.npz")
@@ -62,7 +59,7 @@ def test_demo_profile_trains_tiny_models_quickly(tmp_path: Path) -> None:
 
 
 def test_full_profile_is_resnet50_at_224_px_with_default_epochs(tmp_path: Path) -> None:
-    profile = PROFILES["full"]
+    profile = DEMO_PROFILES["full"]
     command = training_command(profile, Layout(tmp_path, tmp_path, tmp_path), "1")
     assert flag(command, "--image-size") == "224" and flag(command, "--stage-sizes") == "3,4,6,3"
     assert "--epochs" not in command and "--max-images" not in command
@@ -72,13 +69,13 @@ def test_full_profile_is_resnet50_at_224_px_with_default_epochs(tmp_path: Path) 
 
 def test_bench_serves_exactly_the_trained_version_with_dataset_payloads() -> None:
     layout = Layout(Path("data"), Path("models"), Path("reports"))
-    command = bench_command(PROFILES["demo"], layout, "7", "demo-1")
+    command = bench_command(DEMO_PROFILES["demo"], layout, "7", "demo-1")
     assert command[:3] == [sys.executable, "-m", "bench"]
     assert flag(command, "--profile") == "demo" and flag(command, "--version") == "7"
     assert flag(command, "--models") == "models" and flag(command, "--out") == "reports"
     assert flag(command, "--run-id") == "demo-1" and flag(command, "--dataset") == "bloodmnist"
     assert flag(command, "--payload-dir") == str(Path("data/bloodmnist_64.npz"))
-    assert "--version" not in bench_command(PROFILES["demo"], layout, None, "demo-1")
+    assert "--version" not in bench_command(DEMO_PROFILES["demo"], layout, None, "demo-1")
 
 
 def test_bench_cli_dispatches_the_demo_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,7 +112,7 @@ class FakeRuns:
 
 def make_demo(tmp_path: Path, profile: str = "demo") -> tuple[Demo, FakeRuns]:
     runs = FakeRuns()
-    run = Demo(PROFILES[profile], Layout(tmp_path / "data", tmp_path / "m", tmp_path / "r"),
+    run = Demo(DEMO_PROFILES[profile], Layout(tmp_path / "data", tmp_path / "m", tmp_path / "r"),
                run_id="t", log=quiet)
     run.run = runs  # type: ignore[method-assign]
     return run, runs
@@ -126,7 +123,7 @@ def test_data_is_generated_once_then_reused(tmp_path: Path) -> None:
     first.data()
     target = tmp_path / "data" / "bloodmnist_64.npz"
     assert len(runs.commands) == 1 and target.is_file()
-    assert data_status(target, synth_params(PROFILES["demo"])) == "current"
+    assert data_status(target, synth_params(DEMO_PROFILES["demo"])) == "current"
     again, runs_again = make_demo(tmp_path)
     again.data()
     assert runs_again.commands == [] and "reused" in again.times[0].note
@@ -135,7 +132,7 @@ def test_data_is_generated_once_then_reused(tmp_path: Path) -> None:
 def test_data_with_other_parameters_or_changed_bytes_is_regenerated(tmp_path: Path) -> None:
     target = tmp_path / "bloodmnist_64.npz"
     target.write_bytes(b"old images")
-    params = synth_params(PROFILES["demo"])
+    params = synth_params(DEMO_PROFILES["demo"])
     write_stamp(target, {**params, "n": 5})
     assert data_status(target, params) == "stale"
     write_stamp(target, params)

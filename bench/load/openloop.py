@@ -23,12 +23,12 @@ import http.client
 import random
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from bench.load.keepalive import KeepAliveClient
 from bench.stats import latency_summary
 
 REQUEST_TIMEOUT_S = 30.0
@@ -69,33 +69,19 @@ class _Result:
 
 
 class _Client:
-    """Per-thread keep-alive connections to one service."""
+    """``POST /predict`` over the bench's keep-alive client, failures as status 0."""
 
     def __init__(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.local = threading.local()
+        self.client = KeepAliveClient(url, REQUEST_TIMEOUT_S)
 
     def post(self, body: bytes, content_type: str) -> int:
         """POST /predict, return the status (0 when the connection failed)."""
-        for attempt in range(2):  # a keep-alive connection the server closed: reconnect once
-            connection = getattr(self.local, "connection", None)
-            if connection is None:
-                connection = http.client.HTTPConnection(self.host, self.port,
-                                                        timeout=REQUEST_TIMEOUT_S)
-                self.local.connection = connection
-            try:
-                connection.request("POST", "/predict", body, {
-                    "Content-Type": content_type, "Accept": "application/json"})
-                response = connection.getresponse()
-                response.read()
-                return response.status
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                self.local.connection = None
-                if attempt:
-                    return 0
-        return 0
+        try:
+            status, _ = self.client.post("/predict", body, {
+                "Content-Type": content_type, "Accept": "application/json"})
+        except (OSError, http.client.HTTPException):
+            return 0
+        return status
 
 
 def run_open_loop(url: str, payloads: Sequence[tuple[bytes, str]], plan: OpenLoopPlan,

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from shared.processes import REPO
+
 LOADTEST = REPO / "loadtest"
-PROFILES = ("camera", "small")
-UPLOADS = ("multipart", "raw")
 
 
 @dataclass(frozen=True)
@@ -57,9 +56,16 @@ def _loadtest_module(name: str) -> Any:
     return __import__(name)
 
 
+_LOADTEST_CONFIG = _loadtest_module("_config")
+PAYLOAD_PROFILES: tuple[str, ...] = _LOADTEST_CONFIG.PAYLOAD_PROFILES
+"""``--payload-profile`` choices: the load test's own (``VERSUS_PAYLOAD_PROFILE``)."""
+UPLOADS: tuple[str, ...] = _LOADTEST_CONFIG.UPLOADS
+"""``--upload`` choices: the load test's own (``VERSUS_UPLOAD``)."""
+
+
 def load_payloads(options: PayloadOptions) -> Payloads:
     """Load (or, without a source, generate once) the pool the locustfile will use."""
-    config = _loadtest_module("_config")
+    config = _LOADTEST_CONFIG
     pool_module = _loadtest_module("_payloads")
     settings = config.PayloadSettings.from_env(options.env())
     pool = pool_module.load_pool(settings)

@@ -1,11 +1,11 @@
-"""The estimators of ``bench.serving_overhead``: bracketing in-process phases, a reference
+"""The estimators of ``bench.studies.serving_overhead``: bracketing in-process phases, a reference
 batch size chosen on medians, medians over rounds."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.serving_overhead import summarize
+from bench.studies.serving_overhead import summarize
 
 
 def in_process(p50: float, **images_per_s: float) -> dict:
@@ -58,7 +58,7 @@ def test_phases_must_bracket_every_round(phases: int, rounds: int) -> None:
 
 
 def test_zero_rounds_is_refused_before_anything_starts(capsys) -> None:
-    from bench.serving_overhead import main
+    from bench.studies.serving_overhead import main
 
     with pytest.raises(SystemExit, match="--rounds must be >= 1"):
         main(["--rounds", "0", "--runtimes", "onnx"])

@@ -1,7 +1,7 @@
 """One closed-loop load level: Locust headless against one service until throughput is
 stable, like perf_analyzer.
 
-Locust runs as a subprocess with the project's locustfiles plus :mod:`bench.locust_plugin`,
+Locust runs as a subprocess with the project's locustfiles plus :mod:`bench.load.locust_plugin`,
 ``-u N -r N`` (all users at once, no think time), ``--csv`` + ``--csv-full-history`` (the
 CSVs go into the report) and a ``-t`` safety bound. While it runs, the plugin's raw samples
 are read every half second: from the first response on, ``warmup_s`` (ramp-up, connection
@@ -33,8 +33,8 @@ from typing import Any
 
 from bench.environment import process_cpu_seconds
 from bench.stats import Sample, Window, latency_summary, stable_tail, windows
+from shared.processes import REPO, child_environment, child_preexec
 
-REPO = Path(__file__).resolve().parents[1]
 PLUGIN = Path(__file__).with_name("locust_plugin.py")
 SAMPLES_ENV = "VERSUS_BENCH_SAMPLES"
 POLL_S = 0.5
@@ -137,12 +137,6 @@ def locust_command(setup: LocustSetup, framework: str, users: int, run_time_s: f
             "--stop-timeout", "5", *setup.selection(framework)]
 
 
-def _pin(cpus: tuple[int, ...] | None) -> Callable[[], None] | None:
-    if not cpus:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
 def _sample_cpu(trace: CpuTrace, now: float, probe: Callable[[], float | None]) -> None:
     value = probe()
     if value is not None:
@@ -189,16 +183,14 @@ def run_level(
     samples_path.unlink(missing_ok=True)
     log_path = out_dir / f"{label}.locust.log"
     csv_prefix = out_dir / label
-    env = {**os.environ, **setup.env, setup.url_variable(framework): url,
-           SAMPLES_ENV: str(samples_path),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
-                                                        os.environ.get("PYTHONPATH")]))}
+    env = child_environment({**setup.env, setup.url_variable(framework): url,
+                             SAMPLES_ENV: str(samples_path)})
     run_time = STARTUP_TIMEOUT_S + plan.warmup_s + plan.max_s + 1.0
     command = locust_command(setup, framework, plan.users, run_time, csv_prefix)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   preexec_fn=_pin(setup.cpus))
+                                   preexec_fn=child_preexec(setup.cpus, die_with_parent=False))
     started = time.time()
     measure_from: float | None = None
     samples: list[Sample] = []

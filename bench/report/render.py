@@ -2,7 +2,7 @@
 
 The HTML embeds every plot as a base64 ``data:`` URI and its CSS inline, so the one file can
 be mailed, attached to a ticket or opened from an S3 bucket without its directory. Tables
-come from :mod:`bench.report_tables`, plots from :mod:`bench.plots`; both read only
+come from :mod:`bench.report.tables`, plots from :mod:`bench.report.plots`; both read only
 results.json, so a report can be regenerated (``python -m bench report RESULTS``) after the
 code that renders it improves.
 """
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import plots
-from bench.report_tables import Table, all_tables
+from bench.report import plots
+from bench.report.tables import Table, all_tables
 
 PLOTS_DIR = "plots"
 MARKDOWN_FILE = "report.md"

@@ -1,4 +1,4 @@
-"""bench.locust_runner and bench.locust_plugin: raw samples in, stable windows out."""
+"""bench.load.locust_runner and bench.load.locust_plugin: raw samples in, stable windows out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.locust_runner import (
+from bench.load.locust_runner import (
     PLUGIN,
     LocustSetup,
     locust_command,

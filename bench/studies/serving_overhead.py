@@ -1,7 +1,7 @@
 """Serving overhead of the versus services: what HTTP + Flask + batching cost on top of the
 runtime itself, per runtime, with ResNet-50 (random init) at 224 px on this machine's CPU.
 
-    python -m bench.serving_overhead [--runtimes torch,onnx] [--rounds 4] [--out reports/]
+    python -m bench.studies.serving_overhead [--runtimes torch,onnx] [--rounds 4] [--out reports/]
 
 For each runtime, one at a time (no two runtimes compete for the cores), a real gunicorn
 service (``python -m services``) and an in-process child holding the same artifact's
@@ -29,10 +29,8 @@ target <= 5 ms) per round; the report gives their medians over rounds and the ra
 from __future__ import annotations
 
 import argparse
-import http.client
 import io
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -47,23 +45,19 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from bench.artifacts import RUNTIMES, runtime_model_dir, write_artifacts
 from bench.environment import tree_cpu_seconds
+from bench.load.keepalive import KeepAliveClient
 from bench.scrape import scrape, total_growth
-from bench.services import ServiceSettings, start_service
+from bench.services import LocalServiceSettings, start_service
 from shared.models import parse_stage_sizes
+from shared.processes import REPO, child_environment, emit_result, parse_result, usable_cpu_count
+from training.fixtures import RUNTIMES, runtime_model_dir, write_artifacts
 
-REPO = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET_MS = 5.0
 EFFICIENCY_TARGET = 0.9
+REQUEST_TIMEOUT_S = 120.0
 READY_DEADLINE_S = 900.0
 """Load + warm-up of ResNet-50 (JAX compiles every batch bucket) on a busy 2-core machine."""
-RESULT_MARKER = "IN_PROCESS "
-"""Prefix of the in-process child's result lines (runtimes may print to stdout too)."""
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def test_image(size: int, seed: int = 0) -> bytes:
@@ -92,15 +86,15 @@ def serve_in_process(runtime: str, model_dir: Path, threads: int, max_batch: int
     inputs = inputs.astype(np.float32)
     sizes = predictor.buckets_for(max_batch) or sorted(
         {2**k for k in range(max_batch.bit_length()) if 2**k < max_batch} | {max_batch})
-    print(RESULT_MARKER + json.dumps({"ready": True}), flush=True)
+    emit_result({"ready": True})
     for _ in commands:
         single = time_batches(predictor.predict, inputs, 1, max(1, requests // 3),
                               min_time_s=0.0)  # ~``requests`` calls (>= 3 per repeat)
         by_batch = {n: time_batches(predictor.predict, inputs, n, repeats=1,
                                     min_time_s=batch_seconds)["images_per_s"]["median"]
                     for n in sizes}
-        print(RESULT_MARKER + json.dumps({"predict_p50_ms": single["ms_per_batch"]["median"],
-                                          "images_per_s_by_batch": by_batch}), flush=True)
+        emit_result({"predict_p50_ms": single["ms_per_batch"]["median"],
+                     "images_per_s_by_batch": by_batch})
 
 
 class InProcess:
@@ -112,11 +106,11 @@ class InProcess:
                  log: Path) -> None:
         self._log = log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serving_overhead", "--in-process", runtime,
+            [sys.executable, "-m", "bench.studies.serving_overhead", "--in-process", runtime,
              "--model-dir", str(model_dir), "--threads", str(threads),
              "--max-batch-size", str(args.max_batch_size), "--requests", str(args.requests),
              "--batch-seconds", str(args.batch_seconds)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+            cwd=REPO, env=child_environment(), text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
         )
         self._result()  # loaded and warm
@@ -124,8 +118,9 @@ class InProcess:
     def _result(self) -> dict[str, Any]:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            if line.startswith(RESULT_MARKER):
-                return json.loads(line.removeprefix(RESULT_MARKER))
+            result = parse_result(line)
+            if result is not None:
+                return result
         raise RuntimeError(f"in-process child exited with {self.process.wait()}; "
                            f"see {self._log.name}")
 
@@ -150,20 +145,18 @@ class InProcess:
 # ---------------------------------------------------------------------- HTTP
 
 class Client:
-    """A keep-alive HTTP/1.1 connection posting raw JPEG bodies to /predict."""
+    """Raw JPEG bodies to /predict over the bench's keep-alive client."""
 
     def __init__(self, port: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.client = KeepAliveClient(f"http://127.0.0.1:{port}", REQUEST_TIMEOUT_S)
 
     def predict(self, body: bytes) -> tuple[float, float]:
         """(client-side latency, the server's own ``compute`` time), both in ms."""
         started = time.perf_counter()
-        self.connection.request("POST", "/predict", body, {"Content-Type": "image/jpeg"})
-        response = self.connection.getresponse()
-        payload = response.read()
+        status, payload = self.client.post("/predict", body, {"Content-Type": "image/jpeg"})
         latency_ms = (time.perf_counter() - started) * 1e3
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {payload[:200]!r}")
         return latency_ms, json.loads(payload)["timings_ms"]["compute"]
 
 
@@ -272,8 +265,8 @@ def summarize(in_process: Sequence[Mapping[str, Any]], http: Sequence[Mapping[st
 def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Start the service and the in-process child for ``runtime``, alternate their phases
     (both stay loaded and idle meanwhile) and :func:`summarize`."""
-    threads = args.threads or cpu_cores()
-    settings = ServiceSettings(workers=1, intra_op_threads=threads,
+    threads = args.threads or usable_cpu_count()
+    settings = LocalServiceSettings(workers=1, intra_op_threads=threads,
                                max_batch_size=args.max_batch_size)
     service = start_service(runtime, model_dir, args.workdir, settings)
     child = None
@@ -301,7 +294,7 @@ def bench_runtime(runtime: str, model_dir: Path, args: argparse.Namespace) -> di
 
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
-        f"ResNet-50 (random init), {args.image_size} px, {cpu_cores()} CPU cores, "
+        f"ResNet-50 (random init), {args.image_size} px, {usable_cpu_count()} CPU cores, "
         f"max batch {args.max_batch_size}, {args.clients} concurrent clients, "
         f"{args.rounds} rounds",
         "",
@@ -341,7 +334,7 @@ def _ratio(value: float | None) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.serving_overhead",
+    p = argparse.ArgumentParser(prog="python -m bench.studies.serving_overhead",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--runtimes", default=",".join(RUNTIMES),
                    help=f"comma-separated runtimes (default: {','.join(RUNTIMES)})")

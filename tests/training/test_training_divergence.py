@@ -1,8 +1,7 @@
-"""bench.training_divergence: the nudged control, the distance, and one real lock-step epoch of
+"""python -m training divergence: the nudged control, the distance, and one real lock-step epoch of
 torch, torch', TensorFlow and JAX on a tiny synthetic BloodMNIST."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.training_divergence import ULP, nudged, relative_distance
 from shared.datasets.synth_blood import generate_bloodmnist
+from shared.processes import child_environment
+from training.divergence import ULP, nudged, relative_distance
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,9 +41,9 @@ def test_relative_distance_is_the_norm_ratio_over_the_chosen_keys():
 def test_training_divergence_runs_lock_step_from_identical_weights(tmp_path):
     data = generate_bloodmnist(tmp_path / "blood.npz", n=64, size=32, seed=0)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = child_environment({"TF_CPP_MIN_LOG_LEVEL": "3"})
     done = subprocess.run(
-        [sys.executable, "-m", "bench.training_divergence", "--dataset", "bloodmnist",
+        [sys.executable, "-m", "training", "divergence", "--dataset", "bloodmnist",
          "--data", str(data), "--image-size", "32", "--epochs", "1", "--batch-size", "8",
          "--control", "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

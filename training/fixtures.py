@@ -1,9 +1,11 @@
-"""Model artifacts for benchmarks and tests: one seeded torch initialisation
+"""Seeded model-artifact fixtures: one torch initialisation
 (``training.parity.random_state_dict``) ported to Keras and Flax and exported to ONNX, each
 in the real layout ``<root>/<dataset>/<artifact>/<version>/`` with a valid manifest.
 
-Random weights time exactly like trained ones in fp32, so ``bench.serving_overhead`` and
-``bench.inprocess`` measure ResNet-50 with them, and the test suite serves tiny ones.
+Random weights time exactly like trained ones in fp32, so the bench's in-process baselines
+and serving-overhead study measure ResNet-50 with them, and the tests of services, bench and
+loadtest serve tiny ones. They live in training because writing them is training's work
+(porting, ONNX export, manifests).
 """
 
 from __future__ import annotations

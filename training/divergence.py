@@ -3,7 +3,7 @@ batches: the three backends are trained in lock-step in one process, and after e
 the script prints, per framework, validation loss and test accuracy, and per pair the relative
 weight distance and the share of test images given the same class.
 
-    python -m bench.training_divergence --dataset dr --data data/dr-synth --image-size 128 \
+    python -m training divergence --dataset dr --data data/dr-synth --image-size 128 \
         --stage-sizes tiny --epochs 6 --lr 1e-3 [--threads 1] [--out reports/]
 
 Used to tell a porting bug from round-off growing through a chaotic optimisation. The control
@@ -29,8 +29,9 @@ from shared.datasets import class_weights, get_dataset_spec, iterate_batches, lo
 from shared.imaging import PreprocessSpec
 from shared.metrics import evaluate
 from shared.models import avoid_llvm_clash, parse_stage_sizes
-from training.backends import ModelConfig, get_backend
-from training.loop import (
+
+from .backends import ModelConfig, get_backend
+from .loop import (
     evaluate_split,
     model_labels,
     predict_logits,
@@ -63,7 +64,7 @@ def nudged(state: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
 
 def build_backends(args: argparse.Namespace, num_classes: int, task: str) -> dict[str, Any]:
     """The three frameworks from one torch init (and the nudged torch control)."""
-    from training.backends.torch import initial_state
+    from .backends.torch import initial_state
 
     stages = parse_stage_sizes(args.stage_sizes)
     init = initial_state(num_classes, stages, args.seed)
@@ -122,7 +123,7 @@ def print_row(row: dict[str, Any], metric: str) -> None:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.training_divergence",
+    p = argparse.ArgumentParser(prog="python -m training divergence",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, choices=("dr", "bloodmnist"))
     p.add_argument("--data", type=Path, required=True, help="dataset path")

@@ -1,4 +1,4 @@
-"""bench.report on a recorded results.json: tables with spreads, embedded plots, a dead
+"""bench.report.render on a recorded results.json: tables with spreads, embedded plots, a dead
 service shown as died (never as fast), and the HTML rendering in headless Chromium."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bench import plots
 from bench.cli import main
-from bench.report import load_results, summary_text, write_report
-from bench.report_tables import all_tables, fmt_spread
+from bench.report import plots
+from bench.report.render import load_results, summary_text, write_report
+from bench.report.tables import all_tables, fmt_spread
 
 SPREAD = re.compile(r"^[\d,]+\.\d+ \[[\d,]+\.\d+–[\d,]+\.\d+\]$")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

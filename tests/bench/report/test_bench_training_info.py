@@ -1,4 +1,4 @@
-"""bench.training_info: the training table and the parity of the served artifacts."""
+"""bench.report.training_info: the training table and the parity of the served artifacts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.training_info import agreement, parity_section, provenance_checks, training_table
+from bench.report.training_info import agreement, parity_section, provenance_checks, training_table
 from shared.datasets import get_dataset_spec
 from shared.imaging import IMAGENET_MEAN, IMAGENET_STD
 

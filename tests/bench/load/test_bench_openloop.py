@@ -1,4 +1,4 @@
-"""bench.openloop: Poisson arrivals sent regardless of completions, measured from arrival."""
+"""bench.load.openloop: Poisson arrivals sent regardless of completions, measured from arrival."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench.openloop import OpenLoopPlan, poisson_arrivals, run_open_loop, warm_up
+from bench.load.openloop import OpenLoopPlan, poisson_arrivals, run_open_loop, warm_up
 
 PAYLOADS = [(b"\xff\xd8fake-jpeg", "image/jpeg")]
 

@@ -1,4 +1,4 @@
-"""Model artifacts: ``<out>/<dataset>/<framework>/<version>/{native file, manifest.json,
+"""Trained-model directories: ``<out>/<dataset>/<framework>/<version>/{native file, manifest.json,
 history.jsonl, curves.png}`` and the ONNX twin ``<out>/<dataset>/onnx/<version>/model.onnx``.
 
 Versions are integers as directory names (like Triton's model repository); `next_version`
@@ -23,7 +23,7 @@ CURVES_DPI = 100
 CURVES_FIGSIZE = (10, 4)
 
 
-class ArtifactError(ValueError):
+class ModelDirError(ValueError):
     """An artifact directory cannot be created as asked (e.g. the version already exists)."""
 
 
@@ -51,7 +51,7 @@ def create_model_dir(out: Path, dataset: str, framework: str, version: str) -> P
     """Make the (new, empty) directory for one model; refuses to reuse a version."""
     directory = model_dir(out, dataset, framework, version)
     if directory.exists() and any(directory.iterdir()):
-        raise ArtifactError(f"{directory} already exists; pick another --version "
+        raise ModelDirError(f"{directory} already exists; pick another --version "
                             "(default: the next free integer)")
     directory.mkdir(parents=True, exist_ok=True)
     return directory
@@ -153,7 +153,7 @@ __all__ = [
     "CURVES_FILE",
     "HISTORY_FILE",
     "MANIFEST_FILE",
-    "ArtifactError",
+    "ModelDirError",
     "HistoryWriter",
     "create_model_dir",
     "next_version",

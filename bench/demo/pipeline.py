@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -43,21 +41,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.demo.children import Interrupted, run_child, stop_signals_raise
+
 PROG = "python -m bench demo"
 DATASET = "bloodmnist"
 STAMP_SUFFIX = ".synth.json"
 EXIT_INTERRUPTED = 130
-PR_SET_PDEATHSIG = 1
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-KILL_WAIT_S = 5.0
-TERM_GRACE_S = 10.0
-"""After SIGINT's grace, how long SIGTERM may take before SIGKILL."""
-REPEAT_INTERRUPT_S = 1.0
-"""A second interrupt sooner than this after the first counts as the same one."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +76,7 @@ class DemoProfile:
     """The wall time this profile promises (printed next to the total; None: no promise)."""
 
 
-PROFILES: dict[str, DemoProfile] = {
+DEMO_PROFILES: dict[str, DemoProfile] = {
     # A 2-core machine without GPU: ~11 min quiet, ~17 min with other work on it, 20 min
     # promised. Tiny ResNet (1,1,1,1 bottleneck blocks, 64 px) for 2 epochs on 1400
     # training images: every framework's full path (train, save, port, export, serve) and
@@ -107,15 +98,6 @@ PROFILES: dict[str, DemoProfile] = {
         bench_profile="full",
     ),
 }
-
-
-class Interrupted(BaseException):
-    """The user asked to stop (Ctrl-C, SIGTERM, SIGHUP); ``signum`` says which. A
-    BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 class PhaseFailed(Exception):
@@ -181,8 +163,8 @@ def bench_command(profile: DemoProfile, layout: Layout, version: str | None,
 def next_model_version(models: Path) -> str:
     """The version the training phase will write (one number for every framework), chosen
     here so that the bench serves exactly the models this run trained."""
-    from training.artifacts import next_version
     from training.backends.base import BACKENDS
+    from training.model_dirs import next_version
 
     return next_version(models, DATASET, tuple(BACKENDS))
 
@@ -225,101 +207,6 @@ def write_stamp(dataset_file: Path, params: Mapping[str, Any]) -> Path:
     stamp.write_text(json.dumps({"params": dict(params), "sha256": _sha256(dataset_file),
                                  "size_bytes": dataset_file.stat().st_size}, indent=2) + "\n")
     return stamp
-
-
-# ---------------------------------------------------------------------- child processes
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when this process dies, even by SIGKILL (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def child_environment() -> dict[str, str]:
-    """Ours, with the repository importable (``python -m training`` from any directory) and,
-    unless set, TensorFlow's C++ start-up chatter off (on a CPU-only machine it logs a
-    failed ``cuInit`` as an error, which a newcomer reads as the demo failing)."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {"TF_CPP_MIN_LOG_LEVEL": "3", **os.environ, "PYTHONPATH": path}
-
-
-def _signal_group(pgid: int, signum: int) -> bool:
-    """Signal a whole process group; False when no process of it is left."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the id was reused by someone else's group: not ours
-        return False
-    return True
-
-
-def stop_child(process: subprocess.Popen[bytes], grace_s: float, log: Callable[[str], None],
-               term_grace_s: float = TERM_GRACE_S) -> int | None:
-    """Stop ``process`` and everything in its group: SIGINT (its own Ctrl-C handling runs),
-    after ``grace_s`` SIGTERM, after ``term_grace_s`` SIGKILL; another interrupt while
-    waiting jumps to SIGKILL. Returns the child's exit status. The group is always SIGKILLed
-    at the end, so grandchildren that outlive their parent do not stay behind."""
-    pgid = process.pid  # start_new_session: the child leads its own group
-    try:
-        for signum, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, term_grace_s)):
-            if process.poll() is not None:
-                break
-            log(f"sending {signal.Signals(signum).name} to process group {pgid}")
-            _signal_group(pgid, signum)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(wait_s)
-    except Interrupted:
-        log("stopping now (second interrupt)")
-    finally:
-        _signal_group(pgid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(KILL_WAIT_S)
-    return process.returncode
-
-
-def run_child(command: Sequence[str], *, grace_s: float, log: Callable[[str], None],
-              stdout: int | IO[bytes] | None = None) -> int:
-    """Run ``command`` in its own session and wait; on Interrupted stop it (see
-    ``stop_child``) and re-raise. Returns the exit status."""
-    process = subprocess.Popen(list(command), env=child_environment(), stdin=subprocess.DEVNULL,
-                               stdout=stdout, start_new_session=True,
-                               preexec_fn=_die_with_parent)
-    try:
-        return process.wait()
-    except Interrupted:
-        stop_child(process, grace_s, log)
-        raise
-    finally:
-        if process.poll() is None:  # any other exception on our side: leave nothing behind
-            stop_child(process, 0.0, log, term_grace_s=0.0)
-
-
-@contextlib.contextmanager
-def stop_signals_raise() -> Iterator[None]:
-    """Within: SIGINT, SIGTERM and SIGHUP raise Interrupted (in the main thread), except
-    one that follows the previous within ``REPEAT_INTERRUPT_S``: the same keypress delivered
-    twice (``uv run``, which ``make demo`` uses, forwards the terminal's SIGINT to its child,
-    which has already got it from the terminal)."""
-    last: list[float] = []
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        now = time.monotonic()
-        if last and now - last[-1] < REPEAT_INTERRUPT_S:
-            return
-        last.append(now)
-        raise Interrupted(signum)
-
-    previous = {}
-    for signum in STOP_SIGNALS:
-        with contextlib.suppress(ValueError, OSError):  # not the main thread
-            previous[signum] = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 # ---------------------------------------------------------------------- phases
@@ -417,7 +304,7 @@ class Demo:
             if table.is_file():
                 parts += ["Training (test split):", _without_heading(table.read_text()), ""]
         if self.report_dir is not None and (self.report_dir / "results.json").is_file():
-            from bench.report import HTML_FILE, load_results, summary_text  # matplotlib
+            from bench.report.render import HTML_FILE, load_results, summary_text  # matplotlib
 
             parts += ["Serving:", summary_text(load_results(self.report_dir)), ""]
             html_path = self.report_dir / HTML_FILE
@@ -461,7 +348,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 "synthetic data: data -> training -> bench -> report.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Ctrl-C stops every child cleanly (exit 130).")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="demo",
+    p.add_argument("--profile", choices=sorted(DEMO_PROFILES), default="demo",
                    help="demo: tiny ResNet at 64 px on 2 CPU cores, about 10 min; full: "
                         "ResNet-50 at 224 px, default epochs, the full sweep, for GPU hosts "
                         "(default: demo)")
@@ -482,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     from bench.runner import new_run_id
 
-    demo = Demo(PROFILES[args.profile], Layout(args.data, args.models, args.reports),
+    demo = Demo(DEMO_PROFILES[args.profile], Layout(args.data, args.models, args.reports),
                 run_id=args.run_id or f"demo-{new_run_id()}", skip_training=args.skip_training)
     demo.log(f"profile {args.profile}: data in {args.data}, models in {args.models}, "
              f"report in {args.reports / demo.run_id}")

@@ -5,7 +5,7 @@ the entropy decoder has real work), then times the shared pipeline
 ``decode_image -> to_square_uint8 -> normalize`` both ways, interleaved so that drift on a
 shared machine hits both equally. Warm-up runs are excluded.
 
-    python -m bench.decode [--repeats 20] [--size 224]
+    python -m bench.studies.decode [--repeats 20] [--size 224]
 """
 
 from __future__ import annotations
