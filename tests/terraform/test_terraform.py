@@ -851,7 +851,8 @@ def test_apply_and_destroy_on_moto(
         assert_bash_syntax(service_script)
         assert f"VERSUS_ARTIFACTS=s3://{bucket}/models\n" in service_script
         assert REPO_URL in service_script
-        assert 'VERSUS_SERVICES="jax onnx tensorflow torch prometheus grafana"' in service_script
+        assert ('VERSUS_SERVICES="jax onnx tensorflow torch jax-proxy onnx-proxy '
+                'tensorflow-proxy torch-proxy prometheus grafana"') in service_script
 
         # Security group: service and monitoring ports from allowed_cidrs only, plus traffic
         # inside the group; nothing else (no SSH without key_name, no Locust without loadgen).
