@@ -29,6 +29,8 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from bench.sample_image import random_png
+
 KINDS = ("idle", "slow-header", "slow-body")
 DEFAULT_COUNTS = {"idle": 128, "slow-header": 40, "slow-body": 40}
 SLOW_BODY_BYTES = 1_000_000
@@ -131,18 +133,6 @@ def measure(url: str, body: bytes, kind: str, count: int, requests: int = 5,
             "latencies_s": [r[0] for r in results], "statuses": [r[1] for r in results]}
 
 
-def _sample_png() -> bytes:
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.slow_clients",
                                 description="Good-request latency under slow/idle floods.")
@@ -154,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout-s", type=float, default=3.0, help="per good request "
                    "(default: 3.0)")
     args = p.parse_args(argv)
-    body = _sample_png()
+    body = random_png()
     for url in args.url:
         for kind in args.kinds.split(","):
             result = measure(url, body, kind, DEFAULT_COUNTS[kind], args.requests,

@@ -40,6 +40,7 @@ import numpy as np
 import requests
 
 from bench.proctree import tree_rss_bytes
+from bench.sample_image import random_png
 
 PROG = "python -m bench soak"
 MIX = {"good": 70, "undecodable": 8, "wrong-content-type": 7, "oversized": 5,
@@ -83,7 +84,7 @@ class Target:
         self.max_body_bytes = max_body_bytes
         manifest = requests.get(self.url + "/model", timeout=10).json()
         self.model_name = manifest.get("dataset", "model")
-        self.images = [_png(seed + i) for i in range(8)]
+        self.images = [random_png(seed + i) for i in range(8)]
 
     def send(self, session: requests.Session, kind: str, rng: random.Random) -> Answer:
         started = time.monotonic()
@@ -140,17 +141,6 @@ class Target:
         lines = head.split(b"\r\n\r\n")[0].split(b"\r\n")
         retry_after = any(line.lower().startswith(b"retry-after:") for line in lines[1:])
         return int(lines[0].split()[1]), retry_after
-
-
-def _png(seed: int, size: int = 64) -> bytes:
-    import io
-
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _client(target: Target, seed: int, until: float, answers: list[Answer],

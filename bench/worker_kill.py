@@ -38,6 +38,7 @@ import requests
 
 from bench.proctree import children
 from bench.proxy import start_proxy
+from bench.sample_image import random_png
 from bench.services import Service, ServiceSettings, start_service
 
 MODES = ("direct", "proxy")
@@ -163,12 +164,6 @@ def run_one(runtime: str, model: Path, workers: int, mode: str, workdir: Path, b
         service.stop()
 
 
-def _sample_png() -> bytes:
-    from bench.slow_clients import _sample_png as sample
-
-    return sample()
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.worker_kill",
                                 description=__doc__.split("\n")[0],
@@ -201,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     models = dict(item.split("=", 1) for item in args.model)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="versus-worker-kill-"))
-    body = _sample_png()
+    body = random_png()
     runs = []
     for runtime, model in models.items():
         for workers in (int(w) for w in args.workers.split(",")):

@@ -8,20 +8,18 @@ installs it). Floods are bounded (at most 128 loopback connections, a few second
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
-from PIL import Image
 
 from bench.artifacts import write_artifacts
 from bench.proxy import Proxy, nginx_binary, proxy_env, render, start_proxy
+from bench.sample_image import random_png
 from bench.services import Service, ServiceSettings, free_port, start_service
 from bench.slow_clients import DEFAULT_COUNTS, KINDS, measure, timed_request
 
@@ -32,13 +30,6 @@ READY_TIMEOUT_S = 120.0
 needs_nginx = pytest.mark.skipif(
     nginx_binary() is None,
     reason="nginx not installed (Debian: apt-get install nginx; .ci/run installs it)")
-
-
-def png(seed: int = 0, size: int = 48) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +73,7 @@ def test_render_substitutes_only_versus_names() -> None:
 @needs_nginx
 def test_good_requests_pass_through(proxy: Proxy) -> None:
     """A prediction, the service's own errors and headers come through the proxy unchanged."""
-    ok = requests.post(proxy.url + "/predict", data=png(), timeout=10,
+    ok = requests.post(proxy.url + "/predict", data=random_png(), timeout=10,
                        headers={"Content-Type": "image/png", "Accept": "application/json"})
     assert ok.status_code == 200, ok.text
     assert ok.json()["model"]["framework"] == "onnx"
@@ -99,7 +90,7 @@ def test_a_flood_does_not_delay_other_clients(proxy: Proxy, service: Service, ki
     held open, good requests through the proxy finish well under a second. (Straight to
     gunicorn each such connection holds one of its 32 request threads: the same requests get
     no answer within 3 s; see deploy/README.md.)"""
-    result = measure(proxy.url, png(), kind, DEFAULT_COUNTS[kind], requests=5, timeout_s=5.0)
+    result = measure(proxy.url, random_png(), kind, DEFAULT_COUNTS[kind], requests=5, timeout_s=5.0)
     assert result["held"] == DEFAULT_COUNTS[kind], "the flood was not held during the test"
     assert result["statuses"] == [200] * 5
     assert max(result["latencies_s"]) < GOOD_REQUEST_BOUND_S, result
@@ -137,7 +128,7 @@ def test_a_huge_declared_chunk_size_is_answered_at_once(proxy: Proxy, chunk: byt
 def test_a_body_over_the_limit_is_refused_in_json(service: Service, tmp_path: Path) -> None:
     """The proxy enforces VERSUS_MAX_BODY_BYTES itself: 413 with the service's error shape,
     gunicorn never involved; a body within the limit is served."""
-    body = png(size=64)
+    body = random_png(size=64)
     small = start_proxy(service.url.removeprefix("http://"), tmp_path,
                         max_body_bytes=len(body) - 1)
     try:
@@ -145,7 +136,7 @@ def test_a_body_over_the_limit_is_refused_in_json(service: Service, tmp_path: Pa
                                 headers={"Content-Type": "image/png"})
         assert refused.status_code == 413
         assert refused.json()["error"].startswith(f"request body larger than {len(body) - 1}")
-        assert timed_request(small.url, png(size=8), timeout_s=10)[1] == 200
+        assert timed_request(small.url, random_png(size=8), timeout_s=10)[1] == 200
     finally:
         small.stop()
 
