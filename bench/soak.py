@@ -40,7 +40,9 @@ import numpy as np
 import requests
 
 from bench.proctree import tree_rss_bytes
+from bench.proxy import start_proxy
 from bench.sample_image import random_png
+from bench.services import ServiceError, ServiceSettings, start_service
 
 PROG = "python -m bench soak"
 MIX = {"good": 70, "undecodable": 8, "wrong-content-type": 7, "oversized": 5,
@@ -216,7 +218,9 @@ def soak(target: Target, pid: int, duration_s: float, interval_s: float, concurr
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog=PROG, description="One service at saturation with "
+                                "good and bad requests: nothing lost, memory flat.",
+                                epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="a running service (or its proxy); needs --pid")
@@ -247,11 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.interval_s <= 0 or args.minutes * 60 < args.interval_s:
         parser.error("--minutes must cover at least one --interval-s")
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    if args.url:
-        summary = soak(Target(args.url, args.max_body_bytes), args.pid, args.minutes * 60,
-                       args.interval_s, args.concurrency, args.max_rss_growth, log)
-    else:
-        summary = _soak_started_here(args, log)
+    try:
+        if args.url:
+            summary = soak(Target(args.url, args.max_body_bytes), args.pid, args.minutes * 60,
+                           args.interval_s, args.concurrency, args.max_rss_growth, log)
+        else:
+            summary = _soak_started_here(args, log)
+    except (requests.RequestException, ServiceError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:
@@ -261,9 +269,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _soak_started_here(args: argparse.Namespace, log: Callable[[str], None]
                        ) -> dict[str, object]:
-    from bench.proxy import start_proxy
-    from bench.services import ServiceSettings, start_service
-
     runtime, _, model = args.model.partition("=")
     workdir = Path(tempfile.mkdtemp(prefix="versus-soak-"))
     settings = ServiceSettings(workers=1, http_threads=32,
