@@ -9,6 +9,7 @@ installs it). Floods are bounded (at most 128 loopback connections, a few second
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from bench.slow_clients import DEFAULT_COUNTS, KINDS, measure, timed_request
 GOOD_REQUEST_BOUND_S = 1.0
 """'Well under a second': a 32 px model answers in milliseconds on loopback."""
 READY_TIMEOUT_S = 120.0
+ROOT = Path(__file__).resolve().parents[2]
 
 needs_nginx = pytest.mark.skipif(
     nginx_binary() is None,
@@ -68,6 +70,21 @@ def test_render_substitutes_only_versus_names() -> None:
     assert "$http_host" in text and "$proxy_add_x_forwarded_for" in text
     with pytest.raises(KeyError, match="VERSUS_PROXY_UPSTREAM"):
         render({"VERSUS_PROXY_LISTEN": "9", "VERSUS_MAX_BODY_BYTES": "1"})
+
+
+def test_keepalive_outlasts_the_load_balancer_and_gunicorn_outlasts_nginx() -> None:
+    """Whoever sends requests on a kept-alive connection must close it first: the ALB
+    (idle_timeout) before nginx's client keep-alive, nginx's upstream keep-alive before
+    gunicorn's own (VERSUS_KEEPALIVE), else a request meets a closing connection (a 502)."""
+    from services.settings import ServerSettings
+
+    text = render(proxy_env("127.0.0.1:9", "127.0.0.1:8", 1))
+    http_block, upstream_block = text.split("upstream versus_service {")
+    client = int(re.search(r"^\s*keepalive_timeout (\d+)s;", http_block, re.M)[1])
+    upstream = int(re.search(r"^\s*keepalive_timeout (\d+)s;", upstream_block, re.M)[1])
+    alb = (ROOT / "terraform" / "alb.tf").read_text()
+    assert client > int(re.search(r"^\s*idle_timeout\s*=\s*(\d+)", alb, re.M)[1])
+    assert upstream < ServerSettings().keepalive
 
 
 @needs_nginx
