@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.services import LOOPBACK, REPO, ServiceError, free_port
+from services.settings import ServiceSettings
 
 TEMPLATE = REPO / "deploy" / "nginx" / "templates" / "versus-proxy.conf.template"
 ENVSUBST_FILTER = re.compile(r"^VERSUS_")
 """The image's NGINX_ENVSUBST_FILTER (docker-compose.yml): only these names are substituted."""
-DEFAULT_MAX_BODY_BYTES = 64 * 2**20
-"""The services' default VERSUS_MAX_BODY_BYTES (services/settings.py; a test keeps them equal)."""
+DEFAULT_MAX_BODY_BYTES = ServiceSettings().max_body_bytes
+"""The services' own default VERSUS_MAX_BODY_BYTES (64 MiB)."""
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 _REFERENCE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_]\w*)\}|(?P<bare>[A-Za-z_]\w*))")

@@ -40,7 +40,7 @@ import numpy as np
 import requests
 
 from bench.proctree import tree_rss_bytes
-from bench.proxy import start_proxy
+from bench.proxy import DEFAULT_MAX_BODY_BYTES, start_proxy
 from bench.sample_image import random_png
 from bench.services import ServiceError, ServiceSettings, start_service
 
@@ -48,7 +48,6 @@ PROG = "python -m bench soak"
 MIX = {"good": 70, "undecodable": 8, "wrong-content-type": 7, "oversized": 5,
        "bad-oip-json": 10}
 """Relative weights of the request kinds."""
-DEFAULT_MAX_BODY_BYTES = 64 * 2**20
 REQUEST_TIMEOUT_S = 30.0
 OVERSIZED_PIECE = b"\0" * 65536
 BAD_OIP_BODIES = (b'{"inputs": [{"name": "image", "datatype": "BYTES"',  # truncated
@@ -236,7 +235,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rss-growth", type=float, default=0.05,
                    help="allowed RSS growth after the first interval (default: 0.05 = 5%%)")
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
-                   help="the service's VERSUS_MAX_BODY_BYTES (default: 67108864)")
+                   help=f"the service's VERSUS_MAX_BODY_BYTES "
+                        f"(default: {DEFAULT_MAX_BODY_BYTES})")
     p.add_argument("--intra-op-threads", type=int, default=1,
                    help="with --model (default: 1)")
     p.add_argument("--json", type=Path, help="also write the summary here")
