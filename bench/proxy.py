@@ -10,17 +10,19 @@ paths (pid file, temporary files) all land in a private directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.services import LOOPBACK, REPO, ServiceError, free_port
+from bench.services import LOOPBACK, REPO, Service, ServiceError, free_port, start_service
+from bench.services import ServiceSettings as BenchServiceSettings
 from services.settings import ServiceSettings
 
 TEMPLATE = REPO / "deploy" / "nginx" / "templates" / "versus-proxy.conf.template"
@@ -59,10 +61,11 @@ def render(env: Mapping[str, str], template: str | None = None) -> str:
     return _REFERENCE.sub(substitute, text)
 
 
-def proxy_env(listen: str, upstream: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-              ) -> dict[str, str]:
-    """The variables the template takes (docker-compose.yml's x-proxy sets the same)."""
+def proxy_env(listen: str, upstream: str, unavailable_file: Path,
+              max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, str]:
+    """The variables the template takes (docker-compose.yml's proxies set the same)."""
     return {"VERSUS_PROXY_LISTEN": listen, "VERSUS_PROXY_UPSTREAM": upstream,
+            "VERSUS_PROXY_UNAVAILABLE_FILE": str(unavailable_file),
             "VERSUS_MAX_BODY_BYTES": str(max_body_bytes)}
 
 
@@ -98,6 +101,8 @@ class Proxy:
 
     url: str
     upstream: str
+    unavailable_file: Path
+    """While this file exists the proxy answers 503 without asking the upstream."""
     process: subprocess.Popen
     log_path: Path
 
@@ -117,15 +122,20 @@ class Proxy:
 
 
 def start_proxy(upstream: str, workdir: Path, *, port: int | None = None,
+                unavailable_file: Path | None = None,
                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Proxy:
     """nginx on ``127.0.0.1:port`` (default: a free one) proxying to ``upstream``
-    (``host:port``); returns once it accepts connections."""
+    (``host:port``); returns once it accepts connections. ``unavailable_file``: the
+    service's ``VERSUS_UNAVAILABLE_FILE`` (None: a path nothing writes, so the proxy never
+    learns that no worker is ready and waits on gunicorn's backlog instead)."""
     nginx = nginx_binary()
     if nginx is None:
         raise ProxyError("nginx is not installed (apt-get install nginx)")
     port = port or free_port()
     prefix = workdir / f"nginx-{port}"
-    config = write_config(prefix, proxy_env(f"{LOOPBACK}:{port}", upstream, max_body_bytes))
+    unavailable_file = unavailable_file or prefix / "no-unavailable-file"
+    config = write_config(prefix, proxy_env(f"{LOOPBACK}:{port}", upstream, unavailable_file,
+                                            max_body_bytes))
     checked = check_config(config, prefix)
     if checked.returncode != 0:
         raise ProxyError(f"nginx -t refused {config}:\n{checked.stderr}")
@@ -134,7 +144,7 @@ def start_proxy(upstream: str, workdir: Path, *, port: int | None = None,
         process = subprocess.Popen(_command(nginx, prefix, config), stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
-    proxy = Proxy(f"http://{LOOPBACK}:{port}", upstream, process, log_path)
+    proxy = Proxy(f"http://{LOOPBACK}:{port}", upstream, unavailable_file, process, log_path)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -146,3 +156,28 @@ def start_proxy(upstream: str, workdir: Path, *, port: int | None = None,
             time.sleep(0.05)
     proxy.stop()
     raise ProxyError(f"nginx not listening on {port} after {START_TIMEOUT_S} s:\n{proxy.log()}")
+
+
+@contextlib.contextmanager
+def proxied_service(framework: str, model_dir: Path, workdir: Path,
+                    settings: BenchServiceSettings, *, proxy: bool = True,
+                    ready_timeout_s: float = 300.0,
+                    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                    ) -> Iterator[tuple[Service, Proxy | None]]:
+    """A ready gunicorn service and, with ``proxy``, the nginx in front of it, wired as in
+    docker-compose.yml (the service's VERSUS_UNAVAILABLE_FILE is what the proxy checks);
+    both are stopped on exit."""
+    marker = workdir / f"{framework}.unavailable"
+    service = start_service(framework, model_dir, workdir, settings,
+                            env={"VERSUS_UNAVAILABLE_FILE": str(marker)})
+    front = None
+    try:
+        service.wait_ready(ready_timeout_s)
+        if proxy:
+            front = start_proxy(service.url.removeprefix("http://"), workdir,
+                                unavailable_file=marker, max_body_bytes=max_body_bytes)
+        yield service, front
+    finally:
+        if front is not None:
+            front.stop()
+        service.stop()

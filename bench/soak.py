@@ -40,9 +40,9 @@ import numpy as np
 import requests
 
 from bench.proctree import tree_rss_bytes
-from bench.proxy import DEFAULT_MAX_BODY_BYTES, start_proxy
+from bench.proxy import DEFAULT_MAX_BODY_BYTES, proxied_service
 from bench.sample_image import random_png
-from bench.services import ServiceError, ServiceSettings, start_service
+from bench.services import ServiceError, ServiceSettings
 
 PROG = "python -m bench soak"
 MIX = {"good": 70, "undecodable": 8, "wrong-content-type": 7, "oversized": 5,
@@ -273,21 +273,11 @@ def _soak_started_here(args: argparse.Namespace, log: Callable[[str], None]
     workdir = Path(tempfile.mkdtemp(prefix="versus-soak-"))
     settings = ServiceSettings(workers=1, http_threads=32,
                                intra_op_threads=args.intra_op_threads)
-    service = start_service(runtime, Path(model), workdir, settings)
-    proxy = None
-    try:
-        service.wait_ready(300)
-        url = service.url
-        if args.proxy:
-            proxy = start_proxy(service.url.removeprefix("http://"), workdir,
-                                max_body_bytes=args.max_body_bytes)
-            url = proxy.url
+    with proxied_service(runtime, Path(model), workdir, settings, proxy=args.proxy,
+                         max_body_bytes=args.max_body_bytes) as (service, proxy):
         assert service.process is not None
+        url = proxy.url if proxy is not None else service.url
         summary = soak(Target(url, args.max_body_bytes), service.process.pid,
                        args.minutes * 60, args.interval_s, args.concurrency,
                        args.max_rss_growth, log)
         return {"runtime": runtime, "via": "proxy" if proxy else "gunicorn", **summary}
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        service.stop()

@@ -14,9 +14,11 @@ PNG, and after ``--warm-s`` one worker is SIGKILLed. Every request ends in one o
   ``--request-timeout-s``): what a client cannot tell from a network failure.
 
 Reported per run: requests sent, outcomes, the requests in flight at the kill, the time from
-the kill to the first 200 of a request sent after it, and the longest stretch without any
-200. The run ends ``--settle-s`` after that first success, or ``--recovery-timeout-s`` after
-the kill. Loopback only; every process started is stopped.
+the kill to the first 200 of a request sent after it, the longest stretch without any 200,
+and the longest wait for an error answer (behind the proxy, a 503 comes at once while no
+worker is ready: services/availability.py). The run ends ``--settle-s`` after that first
+success, or ``--recovery-timeout-s`` after the kill. Loopback only; every process started
+is stopped.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from pathlib import Path
 import requests
 
 from bench.proctree import children
-from bench.proxy import start_proxy
+from bench.proxy import proxied_service
 from bench.sample_image import random_png
-from bench.services import Service, ServiceSettings, start_service
+from bench.services import Service, ServiceSettings
 
 MODES = ("direct", "proxy")
 READY_TIMEOUT_S = 300.0
@@ -65,6 +67,8 @@ class KillRun:
     in_flight_at_kill: int = 0
     in_flight_outcomes: dict[str, int] = field(default_factory=dict)
     first_success_after_kill_s: float | None = None
+    slowest_error_answer_s: float | None = None
+    """The longest any request waited for an answer that was not a 200 (a 503, say)."""
     longest_gap_without_success_s: float = 0.0
     respawned: bool = False
 
@@ -105,6 +109,8 @@ def summarize(run: KillRun, outcomes: list[Outcome], killed_at: float) -> KillRu
     run.in_flight_outcomes = dict(Counter(o.kind for o in held))
     after = [o.ended for o in outcomes if o.kind == "ok" and o.started >= killed_at]
     run.first_success_after_kill_s = min(after) - killed_at if after else None
+    waits = [o.ended - o.started for o in outcomes if o.kind not in ("ok", "lost")]
+    run.slowest_error_answer_s = max(waits, default=None)
     successes = sorted(o.ended for o in outcomes if o.kind == "ok")
     gaps = [b - a for a, b in zip(successes, successes[1:], strict=False)]
     run.longest_gap_without_success_s = max(gaps, default=0.0)
@@ -149,19 +155,10 @@ def run_one(runtime: str, model: Path, workers: int, mode: str, workdir: Path, b
     settings = ServiceSettings(workers=workers, http_threads=args.http_threads,
                                intra_op_threads=args.intra_op_threads,
                                max_batch_size=args.max_batch_size, queue_size=32)
-    service = start_service(runtime, model, workdir, settings)
-    proxy = None
-    try:
-        service.wait_ready(READY_TIMEOUT_S)
-        url = service.url
-        if mode == "proxy":
-            proxy = start_proxy(service.url.removeprefix("http://"), workdir)
-            url = proxy.url
+    with proxied_service(runtime, model, workdir, settings, proxy=mode == "proxy",
+                         ready_timeout_s=READY_TIMEOUT_S) as (service, proxy):
+        url = proxy.url if proxy is not None else service.url
         return kill_once(service, url, runtime, mode, workers, body, args)
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        service.stop()
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -243,6 +243,7 @@ def test_model_services_differ_only_by_framework(compose: dict[str, Any]) -> Non
         assert env.pop("VERSUS_PORT") == port
         assert env.pop("VERSUS_MODEL_DIR") == f"/models/dr/{framework}/1"
         assert env.pop("VERSUS_MODEL_URI") == ""  # VERSUS_<FRAMEWORK>_MODEL_URI unset
+        assert env.pop("VERSUS_UNAVAILABLE_FILE") == f"/run/versus/{framework}.unavailable"
         return service
 
     reference = neutral(FRAMEWORKS[0])
@@ -266,7 +267,7 @@ def test_model_choice_and_uris_come_from_the_environment() -> None:
 def test_passed_through_knobs_are_real_settings(compose: dict[str, Any]) -> None:
     """Every VERSUS_* variable given to the services is a field of services/settings.py (a
     typo would be silently ignored by the service), except the model URI, which the
-    entrypoint consumes."""
+    entrypoint consumes, and the unavailable file, which gunicorn's hooks write."""
     from services.settings import ServerSettings, ServiceSettings
 
     fields = {f"VERSUS_{f.name.upper()}" for cls in (ServiceSettings, ServerSettings)
@@ -274,7 +275,7 @@ def test_passed_through_knobs_are_real_settings(compose: dict[str, Any]) -> None
     for framework in FRAMEWORKS:
         env = compose["services"][framework]["environment"]
         names = {name for name in env if name.startswith("VERSUS_")}
-        assert names - fields == {"VERSUS_MODEL_URI"}, framework
+        assert names - fields == {"VERSUS_MODEL_URI", "VERSUS_UNAVAILABLE_FILE"}, framework
         assert {"VERSUS_MAX_BATCH_SIZE", "VERSUS_WORKERS", "VERSUS_INTRA_OP_THREADS"} <= names
 
 
@@ -367,6 +368,23 @@ def test_only_the_proxies_publish_the_service_ports(variant: tuple[str, dict[str
         assert proxy["environment"]["VERSUS_PROXY_UPSTREAM"] == f"{framework}:{port}"
         assert services[framework]["environment"]["VERSUS_PORT"] == str(port)
     assert set(published) == {"prometheus", "grafana", "locust-master"}
+
+
+def test_proxy_learns_from_its_service_when_no_worker_is_ready(compose: dict[str, Any]
+                                                            ) -> None:
+    """Service and proxy name the same file on one shared volume, which the service (uid
+    10001) writes and the proxy only reads; the volume is a tmpfs, fresh at every start."""
+    services = compose["services"]
+    for framework in FRAMEWORKS:
+        service, proxy = services[framework], services[f"{framework}-proxy"]
+        path = service["environment"]["VERSUS_UNAVAILABLE_FILE"]
+        assert proxy["environment"]["VERSUS_PROXY_UNAVAILABLE_FILE"] == path
+        directory = str(Path(path).parent)
+        assert f"versus-run:{directory}" in service["volumes"]
+        assert f"versus-run:{directory}:ro" in proxy["volumes"]
+    options = compose["volumes"]["versus-run"]["driver_opts"]
+    assert options["type"] == "tmpfs"
+    assert f"uid={NON_ROOT_UID}" in options["o"].split(",")
 
 
 def test_proxy_and_service_share_one_body_limit() -> None:

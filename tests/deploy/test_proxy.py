@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from bench.artifacts import write_artifacts
-from bench.proxy import Proxy, nginx_binary, proxy_env, render, start_proxy
+from bench.proxy import Proxy, nginx_binary, proxied_service, proxy_env, render, start_proxy
 from bench.sample_image import random_png
-from bench.services import Service, ServiceSettings, free_port, start_service
+from bench.services import Service, ServiceSettings, free_port
 from bench.slow_clients import DEFAULT_COUNTS, KINDS, measure, timed_request
 
 GOOD_REQUEST_BOUND_S = 1.0
@@ -35,8 +35,9 @@ needs_nginx = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """gunicorn (one worker, 32 request threads) serving a tiny seeded ONNX model."""
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Proxy]]:
+    """gunicorn (one worker, 32 request threads) serving a tiny seeded ONNX model, behind
+    nginx, wired as in docker-compose.yml."""
     if nginx_binary() is None:
         pytest.skip("nginx not installed (Debian: apt-get install nginx; .ci/run installs it)")
     root = tmp_path_factory.mktemp("proxy")
@@ -44,29 +45,28 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                             image_size=32, runtimes=["onnx"])["onnx"]
     settings = ServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
                                max_batch_size=8, queue_size=32)
-    started = start_service("onnx", model, root / "service", settings)
-    try:
-        started.wait_ready(READY_TIMEOUT_S)
-        yield started
-    finally:
-        started.stop()
+    with proxied_service("onnx", model, root / "stack", settings,
+                         ready_timeout_s=READY_TIMEOUT_S) as (service, proxy):
+        assert proxy is not None
+        yield service, proxy
 
 
 @pytest.fixture(scope="module")
-def proxy(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    started = start_proxy(service.url.removeprefix("http://"), tmp_path_factory.mktemp("nginx"))
-    try:
-        yield started
-    finally:
-        started.stop()
+def service(stack: tuple[Service, Proxy]) -> Service:
+    return stack[0]
+
+
+@pytest.fixture(scope="module")
+def proxy(stack: tuple[Service, Proxy]) -> Proxy:
+    return stack[1]
 
 
 def test_render_substitutes_only_versus_names() -> None:
     """envsubst's rule with the image's filter: VERSUS_* names are replaced, nginx's own
     $variables stay, and a VERSUS_* name the template needs but is not given is an error."""
-    text = render(proxy_env("127.0.0.1:9", "10.0.0.5:8001", 1234))
+    text = render(proxy_env("127.0.0.1:9", "10.0.0.5:8001", Path("/run/x.unavailable"), 1234))
     assert "listen 127.0.0.1:9 " in text and "server 10.0.0.5:8001;" in text
-    assert "client_max_body_size 1234;" in text
+    assert "client_max_body_size 1234;" in text and "if (-f /run/x.unavailable)" in text
     assert "$http_host" in text and "$proxy_add_x_forwarded_for" in text
     with pytest.raises(KeyError, match="VERSUS_PROXY_UPSTREAM"):
         render({"VERSUS_PROXY_LISTEN": "9", "VERSUS_MAX_BODY_BYTES": "1"})
@@ -78,7 +78,7 @@ def test_keepalive_outlasts_the_load_balancer_and_gunicorn_outlasts_nginx() -> N
     gunicorn's own (VERSUS_KEEPALIVE), else a request meets a closing connection (a 502)."""
     from services.settings import ServerSettings
 
-    text = render(proxy_env("127.0.0.1:9", "127.0.0.1:8", 1))
+    text = render(proxy_env("127.0.0.1:9", "127.0.0.1:8", Path("/run/x"), 1))
     http_block, upstream_block = text.split("upstream versus_service {")
     client = int(re.search(r"^\s*keepalive_timeout (\d+)s;", http_block, re.M)[1])
     upstream = int(re.search(r"^\s*keepalive_timeout (\d+)s;", upstream_block, re.M)[1])
@@ -156,6 +156,26 @@ def test_a_body_over_the_limit_is_refused_in_json(service: Service, tmp_path: Pa
         assert timed_request(small.url, random_png(size=8), timeout_s=10)[1] == 200
     finally:
         small.stop()
+
+
+@needs_nginx
+def test_no_worker_ready_is_a_prompt_503(stack: tuple[Service, Proxy]) -> None:
+    """While the service's unavailable file exists (gunicorn's hooks keep it while no worker
+    is ready) the proxy answers 503 + Retry-After at once, without asking gunicorn; the
+    service's own file is gone once its worker is ready."""
+    service, proxy = stack
+    marker = proxy.unavailable_file  # also the service's VERSUS_UNAVAILABLE_FILE
+    assert marker.parent.is_dir() and not marker.exists()  # the worker is ready
+    marker.write_text("as gunicorn's child_exit hook writes it")
+    try:
+        started = time.monotonic()
+        answer = requests.get(proxy.url + "/readyz", timeout=10)
+        assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
+        assert "not answering" in answer.json()["error"]
+        assert time.monotonic() - started < GOOD_REQUEST_BOUND_S
+    finally:
+        marker.unlink()
+    assert requests.get(proxy.url + "/readyz", timeout=10).status_code == 200
 
 
 @needs_nginx
