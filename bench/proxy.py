@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -21,14 +22,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.services import LOOPBACK, REPO, Service, ServiceError, free_port, start_service
-from bench.services import ServiceSettings as BenchServiceSettings
-from services.settings import ServiceSettings
+from bench.services import (
+    LOOPBACK,
+    REPO,
+    Service,
+    ServiceError,
+    ServiceSettings,
+    free_port,
+    start_service,
+)
+from services import settings as service_settings
 
 TEMPLATE = REPO / "deploy" / "nginx" / "templates" / "versus-proxy.conf.template"
 ENVSUBST_FILTER = re.compile(r"^VERSUS_")
 """The image's NGINX_ENVSUBST_FILTER (docker-compose.yml): only these names are substituted."""
-DEFAULT_MAX_BODY_BYTES = ServiceSettings().max_body_bytes
+DEFAULT_MAX_BODY_BYTES = service_settings.ServiceSettings().max_body_bytes
 """The services' own default VERSUS_MAX_BODY_BYTES (64 MiB)."""
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -112,7 +120,7 @@ class Proxy:
     def stop(self) -> int:
         """SIGQUIT (graceful: nginx finishes open requests), SIGKILL after a timeout."""
         if self.process.poll() is None:
-            self.process.send_signal(3)  # SIGQUIT
+            self.process.send_signal(signal.SIGQUIT)
             try:
                 self.process.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -160,7 +168,7 @@ def start_proxy(upstream: str, workdir: Path, *, port: int | None = None,
 
 @contextlib.contextmanager
 def proxied_service(framework: str, model_dir: Path, workdir: Path,
-                    settings: BenchServiceSettings, *, proxy: bool = True,
+                    settings: ServiceSettings, *, proxy: bool = True,
                     ready_timeout_s: float = 300.0,
                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                     ) -> Iterator[tuple[Service, Proxy | None]]:
