@@ -6,6 +6,7 @@
         --frameworks torch,onnx --no-inprocess      # services running elsewhere
     python -m bench report reports/<run-id>          # re-render report.md + index.html
     python -m bench demo [--profile demo|full]       # synthetic data -> train -> bench
+    python -m bench soak --model onnx=models/dr/onnx/1 --minutes 10   # see bench.soak
 
 Exit status: 0 when every service was measured, 1 when one died or failed to start (the
 report says which and how), 2 for usage errors, 130 when interrupted.
@@ -76,7 +77,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Subcommands: python -m bench report RESULTS_JSON_OR_DIR"
-                                       "; python -m bench demo --help")
+                                       "; python -m bench demo --help"
+                                       "; python -m bench soak --help")
     p.add_argument("--profile", choices=sorted(RUN_PROFILES), default="full",
                    help="preset of every setting below (default: full; demo fits 2 cores)")
     g = p.add_argument_group("services")
@@ -216,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.demo.pipeline import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] == "soak":
+        from bench.soak import main as soak_main
+
+        return soak_main(argv[1:])
     args = get_args_parser().parse_args(argv)
     cfg = config_from_args(args)
     from bench.report.render import load_results, summary_text, write_report

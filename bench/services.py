@@ -167,19 +167,21 @@ def service_environment(metrics_dir: Path, extra: Mapping[str, str] | None = Non
     return child_environment({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **(extra or {})})
 
 
-def start_service(framework: str, model_dir: Path, workdir: Path, settings: LocalServiceSettings,
-                  port: int | None = None) -> Service:
-    """Start ``python -m services`` for one model on loopback (does not wait for ready)."""
+def start_service(framework: str, model_dir: Path, workdir: Path,
+                  settings: LocalServiceSettings, port: int | None = None,
+                  env: Mapping[str, str] | None = None) -> Service:
+    """Start ``python -m services`` for one model on loopback (does not wait for ready);
+    ``env``: extra environment variables (e.g. ``VERSUS_UNAVAILABLE_FILE``)."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"service-{framework}-{port}.log"
     command = [sys.executable, "-m", "services", "--framework", framework,
                "--model", str(model_dir), "--host", LOOPBACK, "--port", str(port),
                *settings.flags()]
-    env = service_environment(workdir / f"prometheus-{framework}-{port}")
+    environ = service_environment(workdir / f"prometheus-{framework}-{port}", env)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            command, cwd=REPO, env=environ, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=child_preexec(settings.cpus),
         )

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from training.fixtures import write_artifacts
 from bench.services import Service, ServicePool, ServiceSettings, start_service
+from training.fixtures import write_artifacts
 
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "versus-bench-tiny"
 FRAMEWORK = "onnx"

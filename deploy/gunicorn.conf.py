@@ -16,6 +16,8 @@ Process model:
 - SIGTERM: the master stops listening, each worker stops accepting and has
   ``graceful_timeout`` seconds to finish in-flight requests; ``worker_exit`` then drains the
   batcher (queued images are still computed).
+- ``VERSUS_UNAVAILABLE_FILE`` (optional, services/availability.py): a file that exists while
+  no worker is ready, so that the nginx proxy answers 503 at once during a (re)load.
 - Prometheus multi-process mode: ``PROMETHEUS_MULTIPROC_DIR`` is set before
   prometheus_client is imported, wiped of old ``*.db`` files when the master starts, and a
   dead worker's live gauges are removed in ``child_exit``.
@@ -36,6 +38,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prefix=f"versus-metrics-{_settings.port}-")
 
 from prometheus_client import multiprocess  # noqa: E402
+
+from services import availability  # noqa: E402
+
+_unavailable_file = availability.marker_path()
 
 wsgi_app = "services.wsgi:app"
 bind = [_settings.bind]
@@ -62,6 +68,7 @@ def on_starting(server):
     for stale in glob.glob(os.path.join(path, "*.db")):
         os.remove(stale)
     server.log.info("prometheus multiprocess dir %s", path)
+    availability.reset(_unavailable_file)
 
 
 def post_fork(server, worker):
@@ -74,6 +81,11 @@ def post_fork(server, worker):
     server.log.info("worker %s forked; loading the model in the worker", worker.pid)
 
 
+def post_worker_init(worker):
+    """Worker, model loaded and warmed up: the proxy may send requests again."""
+    availability.worker_ready(_unavailable_file, worker.pid)
+
+
 def worker_exit(server, worker):
     """Worker, on its way out (after in-flight requests): drain the batch queue."""
     app = getattr(worker, "wsgi", None)
@@ -83,5 +95,7 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    """Master, after a worker died: drop its live gauges (queue depth, in-flight)."""
+    """Master, after a worker died: drop its live gauges (queue depth, in-flight); with no
+    ready worker left, tell the proxy."""
     multiprocess.mark_process_dead(worker.pid)
+    availability.worker_gone(_unavailable_file, worker.pid)

@@ -26,8 +26,13 @@ resource "aws_instance" "service" {
     frameworks            = each.value.frameworks
     service_environment   = var.service_environment
     compose_files         = var.compose_files
-    # Compose service names are the framework names, plus the monitoring pair.
-    compose_services = concat(each.value.frameworks, ["prometheus", "grafana"])
+    # Compose service names: each framework's gunicorn, its nginx proxy (the only thing
+    # listening on the framework's port, deploy/nginx/), and the monitoring pair.
+    compose_services = concat(
+      each.value.frameworks,
+      [for fw in each.value.frameworks : "${fw}-proxy"],
+      ["prometheus", "grafana"],
+    )
   })
   # Bootstrap runs once: a changed script (repo_ref, frameworks, ...) needs a new instance.
   user_data_replace_on_change = true

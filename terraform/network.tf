@@ -77,7 +77,8 @@ locals {
 
 locals {
   # Ports reachable from allowed_cidrs: the chosen services, monitoring, and SSH / Locust
-  # only when they exist.
+  # only when they exist. A service port is its nginx proxy's (docker-compose.yml publishes
+  # nothing else there): gunicorn itself is only reachable on the compose network.
   public_ports = merge(
     local.service_ports,
     { prometheus = local.prometheus_port, grafana = local.grafana_port },

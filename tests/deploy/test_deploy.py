@@ -60,6 +60,7 @@ FRAMEWORK_PORTS = {r.name: r.port for r in runtimes().values()}
 ARTIFACTS = {r.name: r.artifact for r in runtimes().values()}
 """The artifact directory each runtime's service serves (ONNX Runtime and OpenVINO: onnx)."""
 FRAMEWORKS = tuple(FRAMEWORK_PORTS)
+PROXIES = tuple(f"{framework}-proxy" for framework in FRAMEWORKS)
 MONITORING = ("prometheus", "grafana")
 LOADTEST = ("locust-master", "locust-worker")
 NON_ROOT_UID = 10001
@@ -185,7 +186,7 @@ def test_compose_defines_the_stack(compose: dict[str, Any]) -> None:
     """Model services keep the framework names (Prometheus, Locust and terraform address
     them so); only Locust sits behind the loadtest profile."""
     services = compose["services"]
-    assert set(services) == {*FRAMEWORKS, *MONITORING, *LOADTEST}
+    assert set(services) == {*FRAMEWORKS, *PROXIES, *MONITORING, *LOADTEST}
     for name, service in services.items():
         expected = ["loadtest"] if name in LOADTEST else None
         assert service.get("profiles") == expected, name
@@ -225,7 +226,7 @@ def test_gpu_reserved_only_in_the_gpu_variant(variant: tuple[str, dict[str, Any]
         assert service["build"]["args"]["FRAMEWORK"] == framework
         assert service["build"]["args"]["ACCELERATOR"] == name
         assert service["build"]["target"] == "service"
-    for other in (*MONITORING, *LOADTEST):
+    for other in (*PROXIES, *MONITORING, *LOADTEST):
         assert gpu_devices(services[other]) == [], other
 
 
@@ -236,13 +237,15 @@ def test_model_services_differ_only_by_framework(compose: dict[str, Any]) -> Non
     def neutral(framework: str) -> dict[str, Any]:
         service = copy.deepcopy(compose["services"][framework])
         port = str(FRAMEWORK_PORTS[framework])
-        assert service.pop("ports") == [f"{port}:{port}"]
+        assert "ports" not in service  # published by its proxy only
+        assert service.pop("expose") == [port]
         assert service.pop("image") == f"versus-{framework}:gpu"
         assert service["build"]["args"].pop("FRAMEWORK") == framework
         env = service["environment"]
         assert env.pop("VERSUS_PORT") == port
         assert env.pop("VERSUS_MODEL_DIR") == f"/models/dr/{ARTIFACTS[framework]}/1"
         assert env.pop("VERSUS_MODEL_URI") == ""  # VERSUS_<FRAMEWORK>_MODEL_URI unset
+        assert env.pop("VERSUS_UNAVAILABLE_FILE") == f"/run/versus/{framework}.unavailable"
         return service
 
     reference = neutral(FRAMEWORKS[0])
@@ -266,7 +269,7 @@ def test_model_choice_and_uris_come_from_the_environment() -> None:
 def test_passed_through_knobs_are_real_settings(compose: dict[str, Any]) -> None:
     """Every VERSUS_* variable given to the services is a field of services/settings.py (a
     typo would be silently ignored by the service), except the model URI, which the
-    entrypoint consumes."""
+    entrypoint consumes, and the unavailable file, which gunicorn's hooks write."""
     from services.settings import ServerSettings, ServiceSettings
 
     fields = {f"VERSUS_{f.name.upper()}" for cls in (ServiceSettings, ServerSettings)
@@ -274,7 +277,7 @@ def test_passed_through_knobs_are_real_settings(compose: dict[str, Any]) -> None
     for framework in FRAMEWORKS:
         env = compose["services"][framework]["environment"]
         names = {name for name in env if name.startswith("VERSUS_")}
-        assert names - fields == {"VERSUS_MODEL_URI"}, framework
+        assert names - fields == {"VERSUS_MODEL_URI", "VERSUS_UNAVAILABLE_FILE"}, framework
         assert {"VERSUS_MAX_BATCH_SIZE", "VERSUS_WORKERS", "VERSUS_INTRA_OP_THREADS"} <= names
 
 
@@ -307,33 +310,39 @@ def test_services_run_hardened_and_stop_gracefully(compose: dict[str, Any]) -> N
 
 
 def test_depends_on_waits_for_healthy_services(compose: dict[str, Any]) -> None:
-    """Every dependency waits for health (long syntax); Locust waits for the four model
-    services; Prometheus depends on none of them (it must see a service that is down, and
-    `up -d onnx prometheus` must not start the others)."""
+    """Every dependency waits for health (long syntax), except a proxy on its own service
+    (it answers 503 + Retry-After while the model loads); Locust waits for the four proxies
+    (healthy = the model behind it is ready); Prometheus depends on none of them (it must see
+    a service that is down, and `up -d onnx prometheus` must not start the others)."""
     services = compose["services"]
     for name, service in services.items():
         depends_on = service.get("depends_on", {})
         assert isinstance(depends_on, dict), f"{name}: short depends_on syntax has no condition"
         for dependency, spec in depends_on.items():
             assert dependency in services, f"{name} depends on unknown {dependency}"
+            if name in PROXIES:
+                # A proxy starts with its service and answers 503 + Retry-After meanwhile.
+                assert spec == {"condition": "service_started", "restart": True}, name
+                continue
             assert spec["condition"] == "service_healthy", f"{name} -> {dependency}"
             assert services[dependency].get("healthcheck"), f"{dependency} has no healthcheck"
-    assert set(services["locust-master"]["depends_on"]) == set(FRAMEWORKS)
+    assert set(services["locust-master"]["depends_on"]) == set(PROXIES)
     assert set(services["locust-worker"]["depends_on"]) == {"locust-master"}
     assert set(services["grafana"]["depends_on"]) == {"prometheus"}
     assert "depends_on" not in services["prometheus"]
     for framework in FRAMEWORKS:
         assert "depends_on" not in services[framework]
+        assert set(services[f"{framework}-proxy"]["depends_on"]) == {framework}
 
 
 def test_locust_targets_every_service(compose: dict[str, Any]) -> None:
-    """Locust reaches each service by compose name and port; no --host (it would overwrite
-    the per-User-class hosts of loadtest/)."""
+    """Locust reaches each service the way clients do, through its proxy at the runtime's
+    port; no --host (it would overwrite the per-User-class hosts of loadtest/)."""
     for name in LOADTEST:
         service = compose["services"][name]
         for framework, port in FRAMEWORK_PORTS.items():
             url = service["environment"][f"VERSUS_{framework.upper()}_URL"]
-            assert url == f"http://{framework}:{port}"
+            assert url == f"http://{framework}-proxy:{port}"
         command = service["command"]
         assert command[:2] == ["-f", "loadtest/"]
         assert "--host" not in command and "-H" not in command
@@ -341,6 +350,100 @@ def test_locust_targets_every_service(compose: dict[str, Any]) -> None:
     assert "--master" in compose["services"]["locust-master"]["command"]
     worker = compose["services"]["locust-worker"]["command"]
     assert worker[worker.index("--master-host") + 1] == "locust-master"
+
+
+# --------------------------------------------------------------------------------- proxies
+# (the proxy itself, a real nginx in front of a real gunicorn: tests/deploy/test_proxy.py)
+
+
+def test_only_the_proxies_publish_the_service_ports(variant: tuple[str, dict[str, Any]]) -> None:
+    """Each proxy publishes its runtime's port and forwards to its service on the compose
+    network; no model service publishes a port (gunicorn is never reachable from outside)."""
+    _, model = variant
+    services = model["services"]
+    published = {name: service["ports"] for name, service in services.items()
+                 if "ports" in service}
+    for framework, port in FRAMEWORK_PORTS.items():
+        proxy = services[f"{framework}-proxy"]
+        assert published.pop(f"{framework}-proxy") == [f"{port}:{port}"]
+        assert proxy["environment"]["VERSUS_PROXY_LISTEN"] == str(port)
+        assert proxy["environment"]["VERSUS_PROXY_UPSTREAM"] == f"{framework}:{port}"
+        assert services[framework]["environment"]["VERSUS_PORT"] == str(port)
+    assert set(published) == {"prometheus", "grafana", "locust-master"}
+
+
+def test_proxy_learns_from_its_service_when_no_worker_is_ready(compose: dict[str, Any]
+                                                            ) -> None:
+    """Service and proxy name the same file on one shared volume, which the service (uid
+    10001) writes and the proxy only reads; the volume is a tmpfs, fresh at every start."""
+    services = compose["services"]
+    for framework in FRAMEWORKS:
+        service, proxy = services[framework], services[f"{framework}-proxy"]
+        path = service["environment"]["VERSUS_UNAVAILABLE_FILE"]
+        assert proxy["environment"]["VERSUS_PROXY_UNAVAILABLE_FILE"] == path
+        directory = str(Path(path).parent)
+        assert f"versus-run:{directory}" in service["volumes"]
+        assert f"versus-run:{directory}:ro" in proxy["volumes"]
+    options = compose["volumes"]["versus-run"]["driver_opts"]
+    assert options["type"] == "tmpfs"
+    assert f"uid={NON_ROOT_UID}" in options["o"].split(",")
+
+
+def test_proxy_and_service_share_one_body_limit() -> None:
+    """The proxy refuses exactly what the service would: one VERSUS_MAX_BODY_BYTES, the
+    services' default unless set, reaches both."""
+    from services.settings import ServiceSettings
+
+    default = ServiceSettings().max_body_bytes
+    for env, expected in (({}, default), ({"VERSUS_MAX_BODY_BYTES": "1048576"}, 1048576)):
+        services = load_compose(COMPOSE_GPU, env)["services"]
+        for framework in FRAMEWORKS:
+            for name in (framework, f"{framework}-proxy"):
+                assert int(services[name]["environment"]["VERSUS_MAX_BODY_BYTES"]) == expected
+
+
+def test_proxy_runs_the_image_template_unprivileged(compose: dict[str, Any]) -> None:
+    """The official image renders deploy/nginx/templates/*.template (only VERSUS_* names)
+    into /etc/nginx/conf.d, a tmpfs the nginx user (uid 101) may write; nginx runs as that
+    uid with the rendered file as its whole configuration and a tmpfs prefix."""
+    for proxy in PROXIES:
+        service = compose["services"][proxy]
+        assert service["image"].startswith("nginx:")
+        assert service["user"] == "101:101"
+        assert "./deploy/nginx/templates:/etc/nginx/templates:ro" in service["volumes"]
+        assert service["environment"]["NGINX_ENVSUBST_FILTER"] == "^VERSUS_"
+        command = service["command"]
+        assert command[0] == "nginx"  # the image's entrypoint renders templates only then
+        prefix, config = command[command.index("-p") + 1], command[command.index("-c") + 1]
+        assert {"/etc/nginx/conf.d:uid=101,gid=101", f"{prefix.rstrip('/')}:uid=101,gid=101"
+                } <= set(service["tmpfs"])
+        templates = sorted((DEPLOY / "nginx" / "templates").glob("*.template"))
+        assert [f"/etc/nginx/conf.d/{t.name.removesuffix('.template')}" for t in templates
+                ] == [config]
+        assert command[command.index("-g") + 1] == "daemon off;"
+        assert command[command.index("-e") + 1] == "stderr"
+
+
+def test_proxy_config_as_compose_renders_it_passes_nginx_t(
+    compose: dict[str, Any], tmp_path: Path,
+) -> None:
+    """`nginx -t` accepts the template rendered with each proxy's compose environment (the
+    upstream's compose host name swapped for loopback: nginx -t resolves it)."""
+    from bench.proxy import check_config, nginx_binary, render
+
+    if nginx_binary() is None:
+        pytest.skip("nginx not installed (Debian: apt-get install nginx; .ci/run does)")
+    for framework, port in FRAMEWORK_PORTS.items():
+        env = dict(compose["services"][f"{framework}-proxy"]["environment"])
+        assert env.pop("VERSUS_PROXY_UPSTREAM") == f"{framework}:{port}"
+        env["VERSUS_PROXY_UPSTREAM"] = f"127.0.0.1:{port}"
+        text = render(env)
+        assert "${VERSUS_" not in text and f"listen {port} " in text
+        config = tmp_path / f"{framework}.conf"
+        config.write_text(text)
+        result = check_config(config, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "test is successful" in result.stderr
 
 
 def _run_grafana_entrypoint(compose: dict[str, Any], password: str) -> str:
@@ -409,7 +512,7 @@ def test_docker_compose_config_accepts_the_files(name: str, tmp_path: Path) -> N
                             text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert set(services) == {*FRAMEWORKS, *MONITORING, *LOADTEST}
+    assert set(services) == {*FRAMEWORKS, *PROXIES, *MONITORING, *LOADTEST}
     for framework in FRAMEWORKS:
         assert bool(gpu_devices(services[framework])) == (name == "gpu"), framework
 
@@ -449,7 +552,8 @@ def test_promtool_rule_unit_tests() -> None:
 
 
 def test_prometheus_scrapes_every_service_and_itself(compose: dict[str, Any]) -> None:
-    """The versus job's targets are exactly the compose services at their framework ports;
+    """The versus job's targets are exactly the compose services (gunicorn, not its proxy)
+    at their framework ports;
     the rule files sit where the compose mounts put them."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
@@ -466,7 +570,8 @@ def test_prometheus_scrapes_every_service_and_itself(compose: dict[str, Any]) ->
             targets[host] = int(port)
     assert targets == FRAMEWORK_PORTS
     for host, port in targets.items():
-        assert compose["services"][host]["ports"] == [f"{port}:{port}"]
+        # gunicorn itself, on the compose network (its proxy publishes the port).
+        assert compose["services"][host]["expose"] == [str(port)]
 
     mounts = dict(v.split(":")[:2] for v in compose["services"]["prometheus"]["volumes"])
     config_target = Path(mounts["./deploy/prometheus/prometheus.yml"])

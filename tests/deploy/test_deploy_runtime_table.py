@@ -41,8 +41,12 @@ def test_compose_serves_the_runtime_on_its_port_from_its_artifact(compose, row: 
     assert f"${{VERSUS_{row.name.upper()}_MODEL_URI" in env["VERSUS_MODEL_URI"], where
     for locust in ("locust-master", "locust-worker"):
         url = compose["services"][locust]["environment"].get(f"VERSUS_{row.name.upper()}_URL")
-        assert url == f"http://{row.name}:{row.port}", f"{where}: {locust}'s URL"
-    assert row.name in compose["services"]["locust-master"]["depends_on"], where
+        assert url == f"http://{row.name}-proxy:{row.port}", f"{where}: {locust}'s URL"
+    assert f"{row.name}-proxy" in compose["services"]["locust-master"]["depends_on"], where
+    proxy = compose["services"].get(f"{row.name}-proxy")
+    assert proxy, f"{where} has no proxy {row.name}-proxy"
+    assert proxy["ports"] == [f"{row.port}:{row.port}"], f"{where}: {row.name}-proxy's port"
+    assert proxy["environment"]["VERSUS_PROXY_UPSTREAM"] == f"{row.name}:{row.port}", where
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.name)

@@ -853,8 +853,10 @@ def test_apply_and_destroy_on_moto(
         assert_bash_syntax(service_script)
         assert f"VERSUS_ARTIFACTS=s3://{bucket}/models\n" in service_script
         assert REPO_URL in service_script
-        every_runtime = " ".join(sorted(FRAMEWORK_PORTS))  # the default: the whole table
-        assert f'VERSUS_SERVICES="{every_runtime} prometheus grafana"' in service_script
+        runtimes = sorted(FRAMEWORK_PORTS)  # the default: the whole table
+        proxies = [f"{name}-proxy" for name in runtimes]
+        assert (f'VERSUS_SERVICES="{" ".join(runtimes)} {" ".join(proxies)} '
+                'prometheus grafana"') in service_script
 
         # Security group: service and monitoring ports from allowed_cidrs only, plus traffic
         # inside the group; nothing else (no SSH without key_name, no Locust without loadgen).
