@@ -6,7 +6,7 @@
         --frameworks torch,onnx --no-inprocess      # services running elsewhere
     python -m bench report reports/<run-id>          # re-render report.md + index.html
     python -m bench demo [--profile demo|full]       # synthetic data -> train -> bench
-    python -m bench soak --model onnx=models/dr/onnx/1 --minutes 10   # see bench.soak
+    python -m bench soak --model onnx=models/dr/onnx/1 --minutes 10   # see bench.robustness.soak
 
 Exit status: 0 when every service was measured, 1 when one died or failed to start (the
 report says which and how), 2 for usage errors, 130 when interrupted.
@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(argv[1:])
     if argv and argv[0] == "soak":
-        from bench.soak import main as soak_main
+        from bench.robustness.soak import main as soak_main
 
         return soak_main(argv[1:])
     args = get_args_parser().parse_args(argv)

@@ -32,7 +32,6 @@ THREAD_VARIABLES = (
     "TF_NUM_INTEROP_THREADS", "XLA_FLAGS", "JAX_PLATFORMS",
 )
 GIT_TIMEOUT_S = 5.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def cpu_model() -> str:
@@ -87,42 +86,6 @@ def git_commit(repo: Path = REPO) -> dict[str, Any]:
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": git("rev-parse", "HEAD"),
             "dirty": None if status is None else bool(status)}
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """user + system CPU seconds of one live process (``/proc/<pid>/stat``), None if gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    # after the ")" of comm: state is field 3, utime field 14, stime field 15 (1-based)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every live process below it (gunicorn master + workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(children.get(current, []))
-    return found
-
-
-def tree_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds of a live process tree (its reaped children's time is not included)."""
-    values = [process_cpu_seconds(p) for p in descendants(pid)]
-    kept = [v for v in values if v is not None]
-    return sum(kept) if kept else None
 
 
 def collect_environment(threads: dict[str, Any] | None = None) -> dict[str, Any]:

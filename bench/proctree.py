@@ -1,6 +1,6 @@
-"""A process and its descendants from ``/proc`` (Linux): who the gunicorn workers are, and
-how much memory the whole service holds. Used by ``bench.worker_kill`` (which worker to
-kill) and ``bench.soak`` (the service's RSS per minute)."""
+"""A process and its descendants from ``/proc`` (Linux): CPU seconds and resident memory of a
+whole service (gunicorn master + workers) or a load generator, and which processes are the
+workers. Used by the comparison run, the studies and the robustness benches."""
 
 from __future__ import annotations
 
@@ -8,27 +8,39 @@ import os
 from pathlib import Path
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _parent_of(stat: str) -> int:
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[1])
+def _stat_fields(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name (which may hold spaces and parentheses):
+    index 0 is the state (field 3), 1 the parent (4), 11 utime (14), 12 stime (15)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """user + system CPU seconds of one live process, None once it is gone."""
+    try:
+        fields = _stat_fields(pid)
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (children first), from one scan of /proc."""
-    parents: dict[int, int] = {}
+    """Every live process below ``pid`` (not ``pid`` itself), from one scan of /proc."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parents[int(entry.name)] = _parent_of((entry / "stat").read_text())
+                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(
+                    int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue  # exited while we looked
-    found, frontier = [], [pid]
-    while frontier:
-        children = [child for child, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
+    found, stack = [], list(children.get(pid, []))
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
     return found
 
 
@@ -37,11 +49,18 @@ def children(pid: int) -> list[int]:
     result = []
     for child in descendants(pid):
         try:
-            if _parent_of(Path(f"/proc/{child}/stat").read_text()) == pid:
+            if int(_stat_fields(child)[1]) == pid:
                 result.append(child)
-        except OSError:
+        except (OSError, IndexError, ValueError):
             continue
     return result
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of a live process tree (its reaped children's time is not included)."""
+    values = [process_cpu_seconds(p) for p in (pid, *descendants(pid))]
+    kept = [v for v in values if v is not None]
+    return sum(kept) if kept else None
 
 
 def rss_bytes(pid: int) -> int:

@@ -58,10 +58,11 @@ from typing import Any
 
 from bench import aggregate, inprocess, scrape
 from bench.config import BenchConfig
-from bench.environment import collect_environment, tree_cpu_seconds
+from bench.environment import collect_environment
 from bench.load import openloop
 from bench.load.locust_runner import LevelPlan, LocustSetup, run_level
 from bench.load.payloads import Payloads, load_payloads
+from bench.proctree import tree_cpu_seconds
 from bench.report.training_info import parity_section, training_table
 from bench.services import (
     Service,

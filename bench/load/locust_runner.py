@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.environment import process_cpu_seconds
+from bench.proctree import process_cpu_seconds
 from bench.stats import Sample, Window, latency_summary, stable_tail, windows
 from shared.processes import REPO, child_environment, child_preexec
 

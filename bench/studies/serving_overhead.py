@@ -45,8 +45,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from bench.environment import tree_cpu_seconds
 from bench.load.keepalive import KeepAliveClient
+from bench.proctree import tree_cpu_seconds
 from bench.scrape import scrape, total_growth
 from bench.services import LocalServiceSettings, start_service
 from shared.models import parse_stage_sizes

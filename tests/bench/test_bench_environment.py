@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from bench.environment import collect_environment, process_cpu_seconds, tree_cpu_seconds
+from bench.environment import collect_environment
+from bench.proctree import process_cpu_seconds, tree_cpu_seconds
 
 SPIN_S = 0.3
 SPIN_THEN_SLEEP = (f"import time\nt = time.process_time()\n"

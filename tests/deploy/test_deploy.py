@@ -429,7 +429,7 @@ def test_proxy_config_as_compose_renders_it_passes_nginx_t(
 ) -> None:
     """`nginx -t` accepts the template rendered with each proxy's compose environment (the
     upstream's compose host name swapped for loopback: nginx -t resolves it)."""
-    from bench.proxy import check_config, nginx_binary, render
+    from bench.robustness.proxy import check_config, nginx_binary, render
 
     if nginx_binary() is None:
         pytest.skip("nginx not installed (Debian: apt-get install nginx; .ci/run does)")

@@ -17,12 +17,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from bench.artifacts import write_artifacts
 
-from bench.proxy import Proxy, nginx_binary, proxied_service, proxy_env, render, start_proxy
-from bench.sample_image import random_png
-from bench.services import Service, ServiceSettings, free_port
-from bench.slow_clients import DEFAULT_COUNTS, KINDS, measure, timed_request
+from bench.robustness.proxy import (
+    Proxy,
+    nginx_binary,
+    proxied_service,
+    proxy_env,
+    render,
+    start_proxy,
+)
+from bench.robustness.sample_image import random_png
+from bench.robustness.slow_clients import DEFAULT_COUNTS, KINDS, measure, timed_request
+from bench.services import LocalServiceSettings, Service, free_port
+from training.fixtures import write_artifacts
 
 GOOD_REQUEST_BOUND_S = 1.0
 """'Well under a second': a 32 px model answers in milliseconds on loopback."""
@@ -43,7 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, P
     root = tmp_path_factory.mktemp("proxy")
     model = write_artifacts(root / "models", dataset="dr", stage_sizes=(1, 1, 1, 1),
                             image_size=32, runtimes=["onnx"])["onnx"]
-    settings = ServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
+    settings = LocalServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
                                max_batch_size=8, queue_size=32)
     with proxied_service("onnx", model, root / "stack", settings,
                          ready_timeout_s=READY_TIMEOUT_S) as (service, proxy):

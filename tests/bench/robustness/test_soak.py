@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main as bench_main
-from bench.proxy import nginx_binary
-from bench.soak import MIX, Answer, summarize
+from bench.robustness.proxy import nginx_binary
+from bench.robustness.soak import MIX, Answer, summarize
 
 MIB = 2**20
 

@@ -1,4 +1,4 @@
-"""bench.worker_kill for real: a tiny ONNX service behind a real nginx, one worker
+"""bench.robustness.worker_kill for real: a tiny ONNX service behind a real nginx, one worker
 SIGKILLed under light load (needs nginx: skipped without it, .ci/run installs it)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.proxy import nginx_binary
-from bench.worker_kill import KillRun, Outcome, main, summarize
+from bench.robustness.proxy import nginx_binary
+from bench.robustness.worker_kill import KillRun, Outcome, main, summarize
 
 
 def test_summarize_counts_what_the_kill_cost() -> None:

@@ -1,9 +1,10 @@
 """Goodput under overload: successful responses per second with many clients that retry a
 503 at once, against the unloaded peak.
 
-    python -m bench.admission_goodput [--overload-clients 64] [--env VERSUS_QUEUE_WAIT_MS=0]
+    python -m bench.robustness.admission_goodput [--overload-clients 64] \
+        [--env VERSUS_QUEUE_WAIT_MS=0]
 
-A tiny model's service (``bench.tiny_service``: one worker, 32 request threads, a batch
+A tiny model's service (``bench.robustness.tiny_service``: one worker, 32 request threads, a batch
 queue of ``--queue-size`` images, so that 64 clients overflow it) takes ``POST /predict`` of
 one ``--image-side`` px noise image (``--format``; a PNG decodes in full, a JPEG is
 reduced by ``draft()``) from closed-loop keep-alive clients (``--processes``
@@ -31,8 +32,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from bench.services import ServiceSettings
-from bench.tiny_service import DEFAULT_WORKDIR, add_env_argument, tiny_service
+from bench.robustness.tiny_service import DEFAULT_WORKDIR, add_env_argument, tiny_service
+from bench.services import LocalServiceSettings
 
 
 def noise_image(side: int, fmt: str, seed: int = 0) -> bytes:
@@ -87,7 +88,7 @@ def phase(url: str, body: bytes, content_type: str, clients: int, processes: int
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.admission_goodput",
+    p = argparse.ArgumentParser(prog="python -m bench.robustness.admission_goodput",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--levels", default="4,8,16",
                    help="unloaded client counts; the best is the peak (default: 4,8,16)")
@@ -109,7 +110,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
-    settings = ServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
+    settings = LocalServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
                                max_batch_size=8, queue_size=args.queue_size)
     body = noise_image(args.image_side, args.format)
     content_type = f"image/{args.format.lower()}"

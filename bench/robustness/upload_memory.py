@@ -1,9 +1,9 @@
 """Memory of one worker under a burst of big uploads: resident high-water mark and what
 stays resident afterwards.
 
-    python -m bench.upload_memory [--clients 32] [--side 7000] [--env MALLOC_ARENA_MAX=2]
+    python -m bench.robustness.upload_memory [--clients 32] [--side 7000] [--env MALLOC_ARENA_MAX=2]
 
-A tiny model's service (``bench.tiny_service``: one worker, 32 request threads) takes
+A tiny model's service (``bench.robustness.tiny_service``: one worker, 32 request threads) takes
 ``--clients`` concurrent ``POST /predict`` of one PNG of ``--side`` x ``--side`` palette
 pixels (7000 x 7000 = 49 MP, under the 50 MP limit, ~60 KB encoded), ``--rounds`` times.
 Printed per round: the responses by status, the worker's RSS before, its high-water mark
@@ -27,14 +27,14 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from bench.services import ServiceSettings
-from bench.tiny_service import (
+from bench.robustness.tiny_service import (
     DEFAULT_WORKDIR,
     add_env_argument,
     memory_mb,
     tiny_service,
     worker_pids,
 )
+from bench.services import LocalServiceSettings
 
 
 def palette_png(side: int) -> bytes:
@@ -64,7 +64,7 @@ def burst(url: str, body: bytes, headers: dict[str, str], clients: int) -> Count
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.upload_memory",
+    p = argparse.ArgumentParser(prog="python -m bench.robustness.upload_memory",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=32, help="concurrent uploads (default: 32)")
     p.add_argument("--side", type=int, default=7000, help="PNG side in pixels (default: 7000)")
@@ -82,7 +82,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     env = dict(args.env)
-    settings = ServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
+    settings = LocalServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
                                max_batch_size=8, queue_size=64)
     png = palette_png(args.side)
     load = ("png", "/predict", png, {"Content-Type": "image/png"})

@@ -1,5 +1,5 @@
 """A real gunicorn service of a tiny seeded model, for the robustness benches
-(``bench.upload_memory``, ``bench.admission_goodput``): what they measure is the serving
+(``upload_memory``, ``admission_goodput`` in ``bench.robustness``): what they measure is the serving
 path (admission, decode, batching), so the model is the smallest ResNet the artifacts
 writer makes (stage sizes 1,1,1,1 at 32 px, ONNX Runtime), written once into the workdir.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.services import Service, ServicePool, ServiceSettings, start_service
+from bench.services import LocalServiceSettings, Service, ServicePool, start_service
 from training.fixtures import write_artifacts
 
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "versus-bench-tiny"
@@ -34,7 +34,7 @@ def tiny_model(workdir: Path) -> Path:
 
 
 @contextmanager
-def tiny_service(workdir: Path, settings: ServiceSettings,
+def tiny_service(workdir: Path, settings: LocalServiceSettings,
                  env: Mapping[str, str] | None = None) -> Iterator[Service]:
     """A ready service of the tiny model, stopped on exit; ``env`` (``VERSUS_*`` settings or
     e.g. ``MALLOC_ARENA_MAX``) is added to the environment it starts with."""

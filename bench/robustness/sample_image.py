@@ -1,5 +1,5 @@
 """One small random RGB PNG per seed: the good request body of the robustness benchmarks
-(``bench.slow_clients``, ``bench.worker_kill``, ``bench.soak``), decodable by every service
+(``slow_clients``, ``worker_kill``, ``soak`` in ``bench.robustness``), decodable by every service
 and cheap to send, so that those measure the serving path rather than the network."""
 
 from __future__ import annotations

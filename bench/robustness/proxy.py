@@ -2,10 +2,10 @@
 rendered exactly as the official nginx image renders it in docker-compose.yml (envsubst of
 the ``VERSUS_*`` variables only), then run unprivileged on loopback.
 
-Tests and benchmarks (``bench.worker_kill``, ``bench.soak``) measure the deployed proxy
-configuration, not a look-alike: the same template file, the same substitution rule, and an
-``nginx -p <prefix> -c <rendered> -e stderr -g 'daemon off;'`` command line whose relative
-paths (pid file, temporary files) all land in a private directory.
+Tests and benchmarks (``bench.robustness.worker_kill``, ``bench.robustness.soak``) measure
+the deployed proxy configuration, not a look-alike: the same template file, the same
+substitution rule, and an ``nginx -p <prefix> -c <rendered> -e stderr -g 'daemon off;'``
+command line whose relative paths (pid file, temporary files) all land in a private directory.
 """
 
 from __future__ import annotations

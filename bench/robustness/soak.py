@@ -40,9 +40,9 @@ import numpy as np
 import requests
 
 from bench.proctree import tree_rss_bytes
-from bench.proxy import DEFAULT_MAX_BODY_BYTES, proxied_service
-from bench.sample_image import random_png
-from bench.services import ServiceError, ServiceSettings
+from bench.robustness.proxy import DEFAULT_MAX_BODY_BYTES, proxied_service
+from bench.robustness.sample_image import random_png
+from bench.services import LocalServiceSettings, ServiceError
 
 PROG = "python -m bench soak"
 MIX = {"good": 70, "undecodable": 8, "wrong-content-type": 7, "oversized": 5,
@@ -271,7 +271,7 @@ def _soak_started_here(args: argparse.Namespace, log: Callable[[str], None]
                        ) -> dict[str, object]:
     runtime, _, model = args.model.partition("=")
     workdir = Path(tempfile.mkdtemp(prefix="versus-soak-"))
-    settings = ServiceSettings(workers=1, http_threads=32,
+    settings = LocalServiceSettings(workers=1, http_threads=32,
                                intra_op_threads=args.intra_op_threads)
     with proxied_service(runtime, Path(model), workdir, settings, proxy=args.proxy,
                          max_body_bytes=args.max_body_bytes) as (service, proxy):

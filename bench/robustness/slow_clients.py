@@ -1,6 +1,6 @@
 """Slow and idle client floods, and how long well-behaved requests take while one is held.
 
-    python -m bench.slow_clients --url http://127.0.0.1:8004 [--url http://127.0.0.1:9004]
+    python -m bench.robustness.slow_clients --url http://127.0.0.1:8004 [--url http://127.0.0.1:9004]
 
 A flood is ``count`` loopback connections to one service that misbehave in one way:
 
@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from bench.sample_image import random_png
+from bench.robustness.sample_image import random_png
 
 KINDS = ("idle", "slow-header", "slow-body")
 DEFAULT_COUNTS = {"idle": 128, "slow-header": 40, "slow-body": 40}
@@ -134,7 +134,7 @@ def measure(url: str, body: bytes, kind: str, count: int, requests: int = 5,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.slow_clients",
+    p = argparse.ArgumentParser(prog="python -m bench.robustness.slow_clients",
                                 description="Good-request latency under slow/idle floods.")
     p.add_argument("--url", action="append", required=True,
                    help="service or proxy base URL (repeatable: e.g. gunicorn, then nginx)")

@@ -1,10 +1,11 @@
 """What a SIGKILLed gunicorn worker costs clients, straight to gunicorn and behind the proxy.
 
-    python -m bench.worker_kill --model onnx=models/dr/onnx/1 --model torch=models/dr/torch/1
+    python -m bench.robustness.worker_kill --model onnx=models/dr/onnx/1 \
+        --model torch=models/dr/torch/1 \
         [--workers 1,2] [--modes direct,proxy] [--clients 4] [--json worker-kill.json]
 
 For each runtime, worker count and mode the service is started on loopback (mode ``proxy``:
-behind the nginx of deploy/nginx/, via :mod:`bench.proxy`), ``--clients`` closed-loop
+behind the nginx of deploy/nginx/, via :mod:`bench.robustness.proxy`), ``--clients`` closed-loop
 clients (keep-alive sessions, like real API clients) send ``POST /predict`` with a small
 PNG, and after ``--warm-s`` one worker is SIGKILLed. Every request ends in one outcome:
 
@@ -39,9 +40,9 @@ from pathlib import Path
 import requests
 
 from bench.proctree import children
-from bench.proxy import proxied_service
-from bench.sample_image import random_png
-from bench.services import Service, ServiceSettings
+from bench.robustness.proxy import proxied_service
+from bench.robustness.sample_image import random_png
+from bench.services import LocalServiceSettings, Service
 
 MODES = ("direct", "proxy")
 READY_TIMEOUT_S = 300.0
@@ -152,7 +153,7 @@ def kill_once(service: Service, url: str, runtime: str, mode: str, workers: int,
 
 def run_one(runtime: str, model: Path, workers: int, mode: str, workdir: Path, body: bytes,
             args: argparse.Namespace) -> KillRun:
-    settings = ServiceSettings(workers=workers, http_threads=args.http_threads,
+    settings = LocalServiceSettings(workers=workers, http_threads=args.http_threads,
                                intra_op_threads=args.intra_op_threads,
                                max_batch_size=args.max_batch_size, queue_size=32)
     with proxied_service(runtime, model, workdir, settings, proxy=mode == "proxy",
@@ -162,7 +163,7 @@ def run_one(runtime: str, model: Path, workers: int, mode: str, workdir: Path, b
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.worker_kill",
+    p = argparse.ArgumentParser(prog="python -m bench.robustness.worker_kill",
                                 description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", required=True, metavar="RUNTIME=DIR",
