@@ -25,9 +25,9 @@ from pathlib import Path
 from bench.services import (
     LOOPBACK,
     REPO,
+    LocalServiceSettings,
     Service,
     ServiceError,
-    ServiceSettings,
     free_port,
     start_service,
 )
@@ -168,7 +168,7 @@ def start_proxy(upstream: str, workdir: Path, *, port: int | None = None,
 
 @contextlib.contextmanager
 def proxied_service(framework: str, model_dir: Path, workdir: Path,
-                    settings: ServiceSettings, *, proxy: bool = True,
+                    settings: LocalServiceSettings, *, proxy: bool = True,
                     ready_timeout_s: float = 300.0,
                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                     ) -> Iterator[tuple[Service, Proxy | None]]:
