@@ -32,8 +32,12 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from bench.robustness.tiny_service import DEFAULT_WORKDIR, add_env_argument, tiny_service
-from bench.services import LocalServiceSettings
+from bench.robustness.tiny_service import (
+    DEFAULT_WORKDIR,
+    add_env_argument,
+    tiny_service,
+    tiny_settings,
+)
 
 
 def noise_image(side: int, fmt: str, seed: int = 0) -> bytes:
@@ -110,8 +114,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
-    settings = LocalServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
-                               max_batch_size=8, queue_size=args.queue_size)
+    settings = tiny_settings(args.queue_size)
     body = noise_image(args.image_side, args.format)
     content_type = f"image/{args.format.lower()}"
     levels = [int(n) for n in args.levels.split(",")]

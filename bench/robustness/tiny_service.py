@@ -7,14 +7,14 @@ writer makes (stage sizes 1,1,1,1 at 32 px, ONNX Runtime), written once into the
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.proctree import children
 from bench.services import LocalServiceSettings, Service, ServicePool, start_service
-from training.fixtures import write_artifacts
+from training.fixtures import runtime_model_dir, write_artifacts
 
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "versus-bench-tiny"
 FRAMEWORK = "onnx"
@@ -26,11 +26,17 @@ READY_DEADLINE_S = 120.0
 
 def tiny_model(workdir: Path) -> Path:
     """``<workdir>/models/dr/onnx/1``, written on first use."""
-    model_dir = workdir / "models" / DATASET / FRAMEWORK / "1"
+    model_dir = runtime_model_dir(workdir / "models", DATASET, FRAMEWORK, "1")
     if not (model_dir / "manifest.json").is_file():
         write_artifacts(workdir / "models", dataset=DATASET, stage_sizes=STAGE_SIZES,
                         image_size=IMAGE_SIZE, runtimes=[FRAMEWORK])
     return model_dir
+
+
+def tiny_settings(queue_size: int) -> LocalServiceSettings:
+    """One worker, 32 request threads, one intra-op thread, batches of up to 8."""
+    return LocalServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
+                                max_batch_size=8, queue_size=queue_size)
 
 
 @contextmanager
@@ -39,19 +45,11 @@ def tiny_service(workdir: Path, settings: LocalServiceSettings,
     """A ready service of the tiny model, stopped on exit; ``env`` (``VERSUS_*`` settings or
     e.g. ``MALLOC_ARENA_MAX``) is added to the environment it starts with."""
     model_dir = tiny_model(workdir)
-    saved = {k: os.environ.get(k) for k in env or {}}
-    os.environ.update(env or {})
-    try:
-        with ServicePool() as pool:
-            service = pool.add(start_service(FRAMEWORK, model_dir, workdir / "logs", settings))
-            pool.wait_ready(READY_DEADLINE_S)
-            yield service
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with ServicePool() as pool:
+        service = pool.add(start_service(FRAMEWORK, model_dir, workdir / "logs", settings,
+                                         env=env))
+        pool.wait_ready(READY_DEADLINE_S)
+        yield service
 
 
 def add_env_argument(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +63,7 @@ def add_env_argument(parser: argparse.ArgumentParser) -> None:
 def worker_pids(service: Service) -> list[int]:
     """The gunicorn workers of a local service (children of its master)."""
     assert service.process is not None
-    master = service.process.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
+    return children(service.process.pid)
 
 
 def memory_mb(pid: int) -> dict[str, float]:

@@ -32,9 +32,9 @@ from bench.robustness.tiny_service import (
     add_env_argument,
     memory_mb,
     tiny_service,
+    tiny_settings,
     worker_pids,
 )
-from bench.services import LocalServiceSettings
 
 
 def palette_png(side: int) -> bytes:
@@ -82,8 +82,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     env = dict(args.env)
-    settings = LocalServiceSettings(workers=1, http_threads=32, intra_op_threads=1,
-                               max_batch_size=8, queue_size=64)
+    settings = tiny_settings(queue_size=64)
     png = palette_png(args.side)
     load = ("png", "/predict", png, {"Content-Type": "image/png"})
     if args.json_mb:
