@@ -43,6 +43,7 @@ from shared.datasets import (
 )
 from shared.imaging import PreprocessSpec
 from shared.manifest import InputSpec, Manifest, ManifestError, read_manifest, verify_model_file
+from shared.models import RESNET50, architecture_dict, parse_stage_sizes
 
 from .artifacts import (
     ArtifactError,
@@ -65,7 +66,6 @@ from .backends.base import (
     usable_cpus,
 )
 from .loop import DEFAULT_MIN_LR, DEFAULT_PLATEAU_FACTOR, FitConfig, evaluate_split, fit
-from .models import RESNET50, architecture_dict, parse_stage_sizes
 from .porting import PortingError
 from .report import manifest_row, markdown_table, write_comparison
 
