@@ -8,7 +8,9 @@ terraform files, which cannot import Python, are checked against it by tests).
 
 A runtime serves an **artifact**, not the framework that wrote it: the artifact kind names the
 directory ``models/<dataset>/<artifact>/<version>/``, the native file, and the manifest's
-``framework`` (who wrote it). ONNX Runtime and OpenVINO both serve the ``onnx`` artifact.
+``framework`` (who wrote it). ONNX Runtime and OpenVINO both serve the ``onnx`` artifact. A
+*derived* artifact (``onnx-int8``, ``openvino-int8``: ``python -m training quantize``) is made
+from another one, which its manifest's ``provenance`` names.
 
 More rows come from modules named in ``VERSUS_RUNTIME_MODULES`` (comma-separated, each with
 a ``RUNTIMES`` sequence of :class:`Runtime`), so a runtime can be added without editing this
@@ -42,6 +44,8 @@ class Artifact:
     file_name: str
     format: str
     """What the file is, in words."""
+    derived_from: str = ""
+    """The artifact kind this one is made from (``python -m training quantize``); '' if none."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("tensorflow", "model.keras", "Keras v3 archive"),
     Artifact("jax", "params.msgpack", "Flax variables, msgpack"),
     Artifact("onnx", "model.onnx", "ONNX graph exported from torch, dynamic batch axis"),
+    Artifact("onnx-int8", "model.onnx", "int8 QDQ ONNX graph: onnxruntime.quantization static, "
+             "per-channel, calibrated on training images", derived_from="onnx"),
+    Artifact("openvino-int8", "model.onnx", "int8 QDQ ONNX graph: NNCF post-training "
+             "quantisation, calibrated on training images", derived_from="onnx"),
 )}
 
 BUILTIN_RUNTIMES: tuple[Runtime, ...] = (
