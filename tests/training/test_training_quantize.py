@@ -1,6 +1,6 @@
 """`python -m training quantize`: int8 artifacts derived from a tiny onnx one, calibrated on a
 tiny synthetic BloodMNIST training split; their manifests name parent, tool and calibration
-set."""
+set, and the int8 runtimes serve them at int8."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bench.artifacts import write_artifacts
+from services.predictors import load_predictor
 from shared.datasets import load_dataset
 from shared.datasets.__main__ import main as datasets_main
 from shared.imaging import PreprocessSpec, normalize
@@ -64,6 +65,9 @@ def test_quantize_writes_a_derived_artifact_with_its_provenance(data, parent, ki
     assert {k: calibration[k] for k in ("dataset", "split", "images", "seed")} == {
         "dataset": "bloodmnist", "split": "train", "images": 12, "seed": 3}
     assert calibration["preprocessing"] == "shared.imaging.normalize"
+    predictor = load_predictor(kind, out, threads=1)  # the runtime row of the same name
+    assert predictor.precision == "int8"
+    assert predictor.predict(np.zeros((2, SIZE, SIZE, 3), np.float32)).shape == (2, 8)
 
 
 def test_calibration_images_are_training_images_through_the_service_preprocessing(data
