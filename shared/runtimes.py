@@ -109,7 +109,7 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("jax", "params.msgpack", "Flax variables, msgpack"),
     Artifact("onnx", "model.onnx", "ONNX graph exported from torch, dynamic batch axis"),
     Artifact("onnx-int8", "model.onnx", "int8 QDQ ONNX graph: onnxruntime.quantization static, "
-             "per-channel, calibrated on training images", derived_from="onnx"),
+             "per-channel U8S8, calibrated on training images", derived_from="onnx"),
     Artifact("openvino-int8", "model.onnx", "int8 QDQ ONNX graph: NNCF post-training "
              "quantisation, calibrated on training images", derived_from="onnx"),
 )}
