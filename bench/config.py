@@ -15,9 +15,10 @@ from typing import Any
 
 from bench.load.payloads import PayloadOptions
 from bench.services import LocalServiceSettings
-from shared.runtimes import runtime_names
+from shared.runtimes import base_runtimes
 
-FRAMEWORKS = runtime_names()
+FRAMEWORKS = tuple(base_runtimes())
+"""The deployed runtimes (variants, e.g. torch-bf16, are run with --frameworks)."""
 DEFAULT_LOCUSTFILE = "loadtest"
 OPEN_LOOP_FRACTION = 0.7
 """Auto open-loop rate: this fraction of the *lowest* peak closed-loop throughput, so that

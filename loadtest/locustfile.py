@@ -44,7 +44,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from locust.user.task import TaskSet
 
-from shared.runtimes import runtime_names
+from shared.runtimes import base_runtimes
 
 log = logging.getLogger("versus.loadtest")
 
@@ -162,9 +162,10 @@ def service_user(framework: str) -> type[ServiceUser]:
     })
 
 
-# One user class per row of the runtime table (TorchUser, ..., OnnxUser, OpenvinoUser):
-# Locust finds them as module attributes.
-for _runtime in runtime_names():
+# One user class per deployed row of the runtime table (TorchUser, ..., OnnxUser,
+# OpenvinoUser; not the variants, which compose does not run): Locust finds them as module
+# attributes.
+for _runtime in base_runtimes():
     _user = service_user(_runtime)
     globals()[_user.__name__] = _user
 del _runtime, _user  # or Locust would take ``_user`` for one more class

@@ -156,14 +156,22 @@ class InferenceEngine:
     def ready(self) -> bool:
         return self.state is State.READY
 
+    @property
+    def precision(self) -> str:
+        """The precision the runtime really computes in (read back by the loaded predictor;
+        the runtime table row's request until then)."""
+        return self.predictor.precision if self.predictor else get_runtime(
+            self.framework).precision
+
     def model_json(self) -> dict[str, Any]:
-        """The ``model`` block of every prediction."""
+        """The ``model`` block of every prediction (and of /readyz)."""
         return {
             "name": self.model_name,
             "dataset": self.manifest.dataset,
             "framework": self.framework,
             "framework_version": self.framework_version,
             "version": self.version,
+            "precision": self.precision,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -193,9 +201,9 @@ class InferenceEngine:
             dataset=self.manifest.dataset, sha256=self.manifest.sha256, seconds=seconds,
         )
         self.state = State.READY
-        log.info("%s version %s ready in %.1f s (%s %s, %s threads); batches of up to %d "
+        log.info("%s version %s ready in %.1f s (%s %s at %s, %s threads); batches of up to %d "
                  "images (images/s by batch size: %s)", self.model_name, self.version, seconds,
-                 self.framework, self.framework_version, s.threads,
+                 self.framework, self.framework_version, self.precision, s.threads,
                  self.batcher.preferred_batch_size, self.batcher.images_per_s or "not measured")
 
     def _prepare_runtime(self, example: np.ndarray) -> None:

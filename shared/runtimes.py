@@ -8,7 +8,17 @@ terraform files, which cannot import Python, are checked against it by tests).
 
 A runtime serves an **artifact**, not the framework that wrote it: the artifact kind names the
 directory ``models/<dataset>/<artifact>/<version>/``, the native file, and the manifest's
-``framework`` (who wrote it). ONNX Runtime and OpenVINO both serve the ``onnx`` artifact.
+``framework`` (who wrote it). ONNX Runtime and OpenVINO both serve the ``onnx`` artifact. A
+*derived* artifact (``onnx-int8``, ``openvino-int8``: ``python -m training quantize``) is made
+from another one, which its manifest's ``provenance`` names.
+
+A **variant** is a row too: a runtime at another precision or compiled (``torch-bf16``,
+``openvino-int8``, ``tensorflow-xla``, ...), chosen like any runtime
+(``python -m services --framework openvino-int8``). It is a setting of its base runtime's
+predictor (``precision``, ``compile``), not another predictor, and ``variant_of`` names the
+fp32 row it is compared with (its parent in the accuracy gate; its image is the base's). The
+deployment files (compose, Prometheus, terraform) carry the base rows; a variant is served with
+its base's image and ``--framework <variant>``.
 
 More rows come from modules named in ``VERSUS_RUNTIME_MODULES`` (comma-separated, each with
 a ``RUNTIMES`` sequence of :class:`Runtime`), so a runtime can be added without editing this
@@ -26,11 +36,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 
 MODULES_VARIABLE = "VERSUS_RUNTIME_MODULES"
 ACCELERATORS = ("cpu", "gpu")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+"""What a row asks its runtime to compute in, and what a predictor reports it really ran:
+bf16/fp16 compute on fp32 weights (autocast, an inference precision hint), int8 a quantised
+artifact."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,8 @@ class Artifact:
     file_name: str
     format: str
     """What the file is, in words."""
+    derived_from: str = ""
+    """The artifact kind this one is made from (``python -m training quantize``); '' if none."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,19 @@ class Runtime:
     """Distributions whose versions a comparison run records."""
     color: str
     """Its colour in the report's plots."""
+    precision: str = "fp32"
+    """The precision asked of the runtime (:data:`PRECISIONS`); int8 rows serve an int8
+    artifact. The predictor reports what it really ran (``Predictor.precision``)."""
+    compile: bool = False
+    """Compile the model ahead of serving (torch.compile, XLA ``jit_compile``): the predictor
+    then serves fixed batch buckets, each compiled at warm-up."""
+    variant_of: str = ""
+    """The base row this variant is a setting of ('' for a base runtime): its fp32 parent in
+    the accuracy gate, and the deployment (image, extra) it shares."""
+
+    @property
+    def is_variant(self) -> bool:
+        return bool(self.variant_of)
 
     def extra_for(self, accelerator: str) -> str:
         if accelerator not in ACCELERATORS:
@@ -79,6 +108,10 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("tensorflow", "model.keras", "Keras v3 archive"),
     Artifact("jax", "params.msgpack", "Flax variables, msgpack"),
     Artifact("onnx", "model.onnx", "ONNX graph exported from torch, dynamic batch axis"),
+    Artifact("onnx-int8", "model.onnx", "int8 QDQ ONNX graph: onnxruntime.quantization static, "
+             "per-channel U8S8, calibrated on training images", derived_from="onnx"),
+    Artifact("openvino-int8", "model.onnx", "int8 QDQ ONNX graph: NNCF post-training "
+             "quantisation, calibrated on training images", derived_from="onnx"),
 )}
 
 BUILTIN_RUNTIMES: tuple[Runtime, ...] = (
@@ -93,6 +126,30 @@ BUILTIN_RUNTIMES: tuple[Runtime, ...] = (
             "onnx", "onnx-gpu", 8004, "onnxruntime_onnx", ("onnxruntime", "onnx"), "#2ca02c"),
     Runtime("openvino", "OpenVINO", "services.predictors.openvino:OpenVinoPredictor", "onnx",
             "openvino", "openvino", 8005, "openvino_onnx", ("openvino",), "#9467bd"),
+)
+
+# Variants: a setting of a base row's predictor. Ports: 80<k><n>, n the base's last digit.
+_BASE = {r.name: r for r in BUILTIN_RUNTIMES}
+
+
+def variant(base: str, suffix: str, display: str, port: int, color: str, *,
+            precision: str = "fp32", compile: bool = False, artifact: str = "") -> Runtime:
+    """The row ``<base>-<suffix>``: the base row with another precision/compile setting."""
+    row = _BASE[base]
+    return replace(row, name=f"{base}-{suffix}", display_name=f"{row.display_name} {display}",
+                   port=port, color=color, precision=precision, compile=compile,
+                   artifact=artifact or row.artifact, variant_of=base)
+
+
+BUILTIN_VARIANTS: tuple[Runtime, ...] = (
+    variant("torch", "bf16", "bf16", 8011, "#ff9896", precision="bf16"),
+    variant("torch", "compile", "compiled", 8021, "#8c1a1b", compile=True),
+    variant("tensorflow", "xla", "XLA", 8012, "#ffbb78", compile=True),
+    variant("jax", "bf16", "bf16", 8013, "#aec7e8", precision="bf16"),
+    variant("onnx", "int8", "int8", 8014, "#98df8a", precision="int8", artifact="onnx-int8"),
+    variant("openvino", "bf16", "bf16", 8015, "#c5b0d5", precision="bf16"),
+    variant("openvino", "int8", "int8", 8025, "#5e3c99", precision="int8",
+            artifact="openvino-int8"),
 )
 
 
@@ -125,13 +182,22 @@ def _check(rows: Sequence[Runtime]) -> dict[str, Runtime]:
         if row.artifact not in ARTIFACTS:
             raise RuntimeTableError(f"runtime {row.name!r} serves unknown artifact "
                                     f"{row.artifact!r}; known: {sorted(ARTIFACTS)}")
+        if row.precision not in PRECISIONS:
+            raise RuntimeTableError(f"runtime {row.name!r}: precision {row.precision!r} is not "
+                                    f"one of {PRECISIONS}")
+        base = table.get(row.variant_of)
+        if row.variant_of and (base is None or base.is_variant or (
+                base.predictor, base.extra, base.gpu_extra) != (
+                row.predictor, row.extra, row.gpu_extra)):
+            raise RuntimeTableError(f"variant {row.name!r}: variant_of {row.variant_of!r} must "
+                                    "be an earlier base row with the same predictor and extras")
         table[row.name] = row
     return table
 
 
 @cache
 def _table(modules: str) -> dict[str, Runtime]:
-    return _check([*BUILTIN_RUNTIMES, *_plugin_rows(modules)])
+    return _check([*BUILTIN_RUNTIMES, *BUILTIN_VARIANTS, *_plugin_rows(modules)])
 
 
 def runtimes() -> dict[str, Runtime]:
@@ -141,6 +207,12 @@ def runtimes() -> dict[str, Runtime]:
 
 def runtime_names() -> tuple[str, ...]:
     return tuple(runtimes())
+
+
+def base_runtimes() -> dict[str, Runtime]:
+    """The rows that are no variant: what the deployment files (compose, Prometheus,
+    terraform) run."""
+    return {name: row for name, row in runtimes().items() if not row.is_variant}
 
 
 def get_runtime(name: str) -> Runtime:

@@ -7,6 +7,7 @@ loop, write their artifacts, and (for `--framework all`) the comparison table.
         --init imagenet=weights/resnet50-11ad3fa6.pth --precision bf16
     python -m training parity ...      (delegates to training.parity)
     python -m training divergence ...  (delegates to training.divergence)
+    python -m training quantize ...    (int8 artifacts from an onnx one: training.quantize)
 
 Every framework starts from the same weights: `--init random` draws torchvision's init once in
 torch under `--seed` and ports it; `--init imagenet=PATH` ports torchvision's ImageNet state
@@ -80,7 +81,8 @@ IMAGENET_PREFIX = "imagenet="
 CLASS_WEIGHTS = ("none", "balanced")
 TF_LOG_LEVEL = "2"
 """TensorFlow's C++ log level for the CLI: errors only (no oneDNN/CPU-feature notices)."""
-SUBCOMMANDS = {"parity": "training.parity", "divergence": "training.divergence"}
+SUBCOMMANDS = {"parity": "training.parity", "divergence": "training.divergence",
+               "quantize": "training.quantize"}
 """`python -m training <name> ...` hands the remaining arguments to `<module>.main`."""
 
 

@@ -6,10 +6,13 @@ Random weights time exactly like trained ones in fp32, so the bench's in-process
 and serving-overhead study measure ResNet-50 with them, and the tests of services, bench and
 loadtest serve tiny ones. They live in training because writing them is training's work
 (porting, ONNX export, manifests).
+A derived (int8) artifact is quantised from the ``onnx`` one by ``training.quantize``,
+calibrated on seeded random images: good for timing and tests, not for accuracy.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,9 +22,10 @@ from shared.datasets import get_dataset_spec
 from shared.imaging import IMAGENET_MEAN, IMAGENET_STD
 from shared.manifest import InputSpec, Manifest, write_manifest
 from shared.models import RESNET50, architecture_dict, parse_stage_sizes
-from shared.runtimes import get_runtime, runtime_names
+from shared.runtimes import get_artifact, get_runtime, runtime_names
 
 RUNTIMES = runtime_names()
+CALIBRATION_IMAGES = 16
 
 
 State = dict[str, np.ndarray]
@@ -108,8 +112,14 @@ def write_artifacts(
     stages = parse_stage_sizes(stage_sizes)
     state = random_state_dict(stages, len(spec.class_names), seed)
     written: dict[str, Path] = {}
-    for artifact in dict.fromkeys(get_runtime(r).artifact for r in runtimes):
+    kinds = [get_runtime(r).artifact for r in runtimes]
+    parents = [get_artifact(k).derived_from for k in kinds if get_artifact(k).derived_from]
+    for artifact in dict.fromkeys([*parents, *kinds]):
         model_dir = artifact_dir(root, dataset, artifact, version)
+        if get_artifact(artifact).derived_from:
+            written[artifact] = _write_derived(written[get_artifact(artifact).derived_from],
+                                               model_dir, artifact, dataset, seed)
+            continue
         model_dir.mkdir(parents=True, exist_ok=True)
         file_name, framework_version, params = WRITERS[artifact](
             state, model_dir, stages, len(spec.class_names), image_size, seed)
@@ -125,6 +135,24 @@ def write_artifacts(
         write_manifest(model_dir, manifest)
         written[artifact] = model_dir
     return {runtime: written[get_runtime(runtime).artifact] for runtime in runtimes}
+
+
+def _write_derived(parent_dir: Path, model_dir: Path, artifact: str, dataset: str, seed: int
+                   ) -> Path:
+    """Quantise ``parent_dir`` into ``model_dir``, calibrated on random uint8 images."""
+    from shared.imaging import PreprocessSpec, normalize
+    from shared.manifest import read_manifest
+    from training.quantize import quantize_artifact
+
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    size = read_manifest(parent_dir).input.size
+    pixels = np.random.default_rng(seed).integers(0, 256, (CALIBRATION_IMAGES, size, size, 3),
+                                                  np.uint8)
+    quantize_artifact(parent_dir, model_dir, artifact, normalize(pixels, PreprocessSpec(size)),
+                      {"dataset": dataset, "split": "random uint8 images (bench/test only)",
+                       "images": CALIBRATION_IMAGES, "seed": seed})
+    return model_dir
 
 
 def artifact_dir(root: Path, dataset: str, artifact: str, version: str) -> Path:

@@ -9,6 +9,7 @@ kind, whoever wrote it: the OpenVINO and ONNX Runtime predictors both read ``mod
 from __future__ import annotations
 
 import importlib
+from functools import cache
 from pathlib import Path
 
 from services.predictors.base import Predictor
@@ -19,9 +20,16 @@ __all__ = ["Predictor", "check_artifact", "load_predictor", "predictor_class"]
 
 
 def predictor_class(name: str) -> type[Predictor]:
-    """Import and return the predictor class of runtime ``name``."""
-    module_name, class_name = get_runtime(name).predictor.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    """Import and return the predictor class of runtime ``name``, bound to its row (a
+    variant's class is its base predictor with the variant's settings)."""
+    row = get_runtime(name)
+    module_name, class_name = row.predictor.split(":")
+    return _bound(getattr(importlib.import_module(module_name), class_name), row)
+
+
+@cache
+def _bound(cls: type[Predictor], row: Runtime) -> type[Predictor]:
+    return cls.for_runtime(row)
 
 
 def check_artifact(runtime: Runtime, manifest: Manifest, model_dir: Path) -> None:

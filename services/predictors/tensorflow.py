@@ -5,6 +5,11 @@ a single trace (``model.predict`` would retrace per shape and add its own batchi
 Intra-op threads are set before the model is loaded (TF fixes its pools on first use; a
 process where TF already ran keeps its pools, with a warning) and inter-op to 1: ops run one
 at a time, each parallel inside, like the other runtimes.
+
+Variant ``compile=True`` (tensorflow-xla): the ``tf.function`` is ``jit_compile=True``, so XLA
+compiles the whole net once per input shape; the row serves the power-of-two batch buckets
+and warm-up compiles each. XLA may fuse differently from the eager kernels; the model computes
+in Keras's compute dtype (float32), which ``precision`` reports.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import tensorflow as tf
 from services.predictors.base import Predictor
 
 log = logging.getLogger(__name__)
+DTYPE_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 class TensorFlowPredictor(Predictor):
@@ -29,6 +35,10 @@ class TensorFlowPredictor(Predictor):
     @property
     def version(self) -> str:
         return tf.__version__
+
+    @property
+    def precision(self) -> str:
+        return DTYPE_NAMES[self.model.dtype_policy.compute_dtype]
 
     def load(self, path: Path) -> None:
         if keras.backend.backend() != "tensorflow":
@@ -43,7 +53,8 @@ class TensorFlowPredictor(Predictor):
         model = keras.saving.load_model(path, compile=False)
         size = self.image_size
         signature = [tf.TensorSpec([None, size, size, 3], tf.float32)]
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature,
+                                    jit_compile=self.runtime.compile)
         self.model = model
 
     def logits(self, batch: np.ndarray) -> np.ndarray:

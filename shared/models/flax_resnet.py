@@ -85,12 +85,16 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int]
     num_classes: int
     act: Callable = nn.relu
+    dtype: Any = jnp.float32
+    """Computation dtype (bfloat16 for mixed precision); variables stay float32."""
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        conv = partial(nn.Conv, use_bias=False, padding="VALID", kernel_init=CONV_INIT)
+        conv = partial(nn.Conv, use_bias=False, padding="VALID", kernel_init=CONV_INIT,
+                       dtype=self.dtype)
         norm = partial(
-            nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON
+            nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+            dtype=self.dtype,
         )
         x = conv(STEM_WIDTH, (7, 7), (2, 2), padding=PAD_3, name="conv1")(x)
         x = self.act(norm(name="bn1")(x))
@@ -105,7 +109,8 @@ class ResNet(nn.Module):
         x = jnp.mean(x, axis=(1, 2))
         bound = 1.0 / math.sqrt(x.shape[-1])
         return nn.Dense(
-            self.num_classes, kernel_init=_uniform(bound), bias_init=_uniform(bound), name="fc"
+            self.num_classes, kernel_init=_uniform(bound), bias_init=_uniform(bound), name="fc",
+            dtype=self.dtype,
         )(x)
 
 
@@ -113,9 +118,12 @@ ResNet50 = partial(ResNet, stage_sizes=RESNET50)
 ResNetTiny = partial(ResNet, stage_sizes=TINY)
 
 
-def build_flax_resnet(num_classes: int, stage_sizes: Sequence[int] = RESNET50) -> ResNet:
-    """The Flax twin of `build_torch_resnet`; call as `model.apply(variables, x, train=...)`."""
-    return ResNet(stage_sizes=parse_stage_sizes(stage_sizes), num_classes=num_classes)
+def build_flax_resnet(num_classes: int, stage_sizes: Sequence[int] = RESNET50, *,
+                      dtype: Any = jnp.float32) -> ResNet:
+    """The Flax twin of `build_torch_resnet`; call as `model.apply(variables, x, train=...)`
+    (`dtype`: the computation dtype, e.g. bfloat16; the variables are float32 either way)."""
+    return ResNet(stage_sizes=parse_stage_sizes(stage_sizes), num_classes=num_classes,
+                  dtype=dtype)
 
 
 def _dummy(image_size: int) -> jax.Array:

@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import config_from_args, get_args_parser, main
 from bench.config import RUN_PROFILES, BenchConfig, profile_config
-from shared.runtimes import runtime_names
+from shared.runtimes import base_runtimes
 
 
 def parse(*argv: str) -> BenchConfig:
@@ -19,7 +19,7 @@ def test_full_profile_is_the_default() -> None:
     cfg = parse()
     assert cfg.profile == "full"
     assert cfg.levels == (1, 2, 4, 8, 16, 32) and cfg.repeats == 3
-    assert cfg.frameworks == runtime_names()  # every row of the runtime table
+    assert cfg.frameworks == tuple(base_runtimes())  # every deployed row of the table
     assert cfg.image_sizes == (28, 64, 128, 224)
     assert cfg.service.intra_op_threads is None  # resolved to cores // workers at run time
 

@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.runtimes import ACCELERATORS, runtimes
+from shared.runtimes import ACCELERATORS, base_runtimes
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -56,8 +56,8 @@ DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
 DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards"
 
-FRAMEWORK_PORTS = {r.name: r.port for r in runtimes().values()}
-ARTIFACTS = {r.name: r.artifact for r in runtimes().values()}
+FRAMEWORK_PORTS = {r.name: r.port for r in base_runtimes().values()}
+ARTIFACTS = {r.name: r.artifact for r in base_runtimes().values()}
 """The artifact directory each runtime's service serves (ONNX Runtime and OpenVINO: onnx)."""
 FRAMEWORKS = tuple(FRAMEWORK_PORTS)
 PROXIES = tuple(f"{framework}-proxy" for framework in FRAMEWORKS)
@@ -827,7 +827,8 @@ def service_extra(framework: str, accelerator: str) -> subprocess.CompletedProce
 
 
 #: The extra each (framework, accelerator) image installs, from the runtime table.
-IMAGE_EXTRAS = {(r.name, a): r.extra_for(a) for r in runtimes().values() for a in ACCELERATORS}
+IMAGE_EXTRAS = {(r.name, a): r.extra_for(a) for r in base_runtimes().values()
+                for a in ACCELERATORS}
 
 
 @pytest.mark.parametrize(("framework", "accelerator"), sorted(IMAGE_EXTRAS))

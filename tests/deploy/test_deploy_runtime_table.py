@@ -1,6 +1,7 @@
 """The deployment files that cannot import the runtime table (compose YAML, the Prometheus
-scrape config) name every runtime of it, and nothing else: a missing or extra runtime fails
-here, naming the runtime and the file to edit."""
+scrape config) name every base runtime of it, and nothing else: a missing or extra runtime
+fails here, naming the runtime and the file to edit. Variants (``torch-bf16``, ...) run in
+their base runtime's image."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.runtimes import Runtime, runtimes
+from shared.runtimes import Runtime, base_runtimes, runtimes
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
-ROWS = list(runtimes().values())
+ROWS = list(base_runtimes().values())
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -73,3 +74,13 @@ def test_compose_has_no_runtime_the_table_lacks(compose) -> None:
              if s.get("build", {}).get("target") == "service"}
     extra = built - {r.name for r in ROWS}
     assert not extra, f"{COMPOSE.name} builds runtimes the table lacks: {extra}"
+
+
+@pytest.mark.parametrize("row", [r for r in runtimes().values() if r.is_variant],
+                         ids=lambda r: r.name)
+def test_a_variant_is_deployed_with_its_base_runtimes_image(row: Runtime) -> None:
+    """Variants are not compose services of their own: a variant runs in its base's image
+    (same extras) with ``--framework <variant>``; the deployment files carry the base rows."""
+    base = runtimes()[row.variant_of]
+    assert (row.extra, row.gpu_extra, row.platform) == (base.extra, base.gpu_extra, base.platform)
+    assert row.name not in load(COMPOSE)["services"]

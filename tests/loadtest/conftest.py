@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.runtimes import runtime_names
+from shared.runtimes import base_runtimes
 
 REPO = Path(__file__).resolve().parents[2]
 LOADTEST = REPO / "loadtest"
 sys.path.insert(0, str(LOADTEST))
 
-FRAMEWORKS = runtime_names()
+FRAMEWORKS = tuple(base_runtimes())
 DR_CLASSES = ["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]
 
 

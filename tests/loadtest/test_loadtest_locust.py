@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.runtimes import runtime_names
+from shared.runtimes import base_runtimes
 
 LocustRun = Any  # conftest.LocustRun: returncode, output, stats(), csv_rows(kind)
 
@@ -26,7 +26,7 @@ def test_list_shows_one_user_class_per_service(locust: Callable[..., LocustRun])
     run = locust("--list")
     assert run.returncode == 0, run.output
     users = run.stdout.split("Available Users:")[1].split()
-    assert users == [f"{n.capitalize()}User" for n in runtime_names()]  # one per table row
+    assert users == [f"{n.capitalize()}User" for n in base_runtimes()]  # one per deployed row
 
 
 @pytest.mark.slow  # with the live service's start: a tiny ResNet exported to ONNX (~20 s)

@@ -1,4 +1,9 @@
-"""Fixtures for the service tests: tiny real models for all four runtimes, apps, servers.
+"""Fixtures for the service tests: tiny real models for every runtime, apps, servers.
+
+The route and error tests run on each base runtime (``runtime`` fixture); a variant
+(``torch-bf16``, ``openvino-int8``, ...) is its base's predictor with another setting, so
+``test_services_predictors`` checks every row's predictor and ``test_services_variants`` serves
+each variant once through the app and once through a real gunicorn service.
 
 One seeded torch initialisation (ResNet stage sizes (1, 1, 1, 1), 32 px input, the five DR
 classes) is ported to Keras and Flax and exported to ONNX by
@@ -29,10 +34,12 @@ from services.app import create_app
 from services.predictors import Predictor, load_predictor
 from shared.imaging import PreprocessSpec, preprocess
 from shared.processes import child_environment
-from shared.runtimes import runtime_names
+from shared.runtimes import base_runtimes, get_runtime, runtime_names
 from training.fixtures import runtime_model_dir, write_artifacts
 
-RUNTIMES = runtime_names()
+ALL_RUNTIMES = runtime_names()
+RUNTIMES = tuple(base_runtimes())
+VARIANTS = tuple(r for r in ALL_RUNTIMES if r not in RUNTIMES)
 DATASET = "dr"
 IMAGE_SIZE = 32
 STAGE_SIZES = (1, 1, 1, 1)
@@ -78,6 +85,18 @@ def get_predictor(runtime: str, predictors: dict[str, Predictor],
     return predictors[runtime]
 
 
+SLOW_RUNTIMES = {"torch-compile": "inductor compiles each batch bucket: ~50 s a shape on a "
+                                   "busy 2-core host, ~4 s from its on-disk cache"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of a slow-to-warm runtime are ``slow`` (deselect with -m "not slow")."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(params.get(key) in SLOW_RUNTIMES for key in ("runtime", "variant")):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(params=RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -94,7 +113,7 @@ def predictor(runtime: str, predictors: dict[str, Predictor],
 def all_predictors(predictors: dict[str, Predictor],
                    model_dirs: Callable[[str], Path]) -> dict[str, Predictor]:
     """Every runtime's session predictor."""
-    return {rt: get_predictor(rt, predictors, model_dirs) for rt in RUNTIMES}
+    return {rt: get_predictor(rt, predictors, model_dirs) for rt in ALL_RUNTIMES}
 
 
 def app_config(runtime: str, path: Path, **overrides: object) -> dict[str, object]:
@@ -143,6 +162,23 @@ def image_bytes(seed: int, size: tuple[int, int] = (48, 40), fmt: str = "PNG") -
 def make_image() -> Callable[..., bytes]:
     """``make_image(seed, size=(w, h), fmt="PNG")``: a distinct random image per seed."""
     return image_bytes
+
+
+PRECISION_ATOL = {"fp32": 1e-5, "bf16": 3e-2, "fp16": 3e-2, "int8": 3e-2}
+"""Probability tolerance between two computations of one runtime's answers (served vs in
+process, another batch composition). fp32: round-off only. bf16/fp16 (8/11-bit mantissas)
+and int8 kernels can pick other blockings, so accumulation order, for other batch sizes;
+what stays is that the right image's answer comes back (the images differ by far more)."""
+
+
+def precision_atol(runtime: str) -> float:
+    return PRECISION_ATOL[get_runtime(runtime).precision]
+
+
+@pytest.fixture
+def atol(runtime: str) -> float:
+    """``precision_atol(runtime)``: the tolerance fit for the row's precision."""
+    return precision_atol(runtime)
 
 
 @pytest.fixture

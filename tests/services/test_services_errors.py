@@ -66,7 +66,7 @@ PREDICT_CASES = [
 
 
 @pytest.fixture
-def check_still_serving(client, make_image, expected) -> Callable[[], None]:
+def check_still_serving(atol, client, make_image, expected) -> Callable[[], None]:
     """Asserts that a good request is answered correctly."""
 
     def check() -> None:
@@ -74,7 +74,7 @@ def check_still_serving(client, make_image, expected) -> Callable[[], None]:
         response = client.post("/predict", data=data, content_type="image/png")
         assert response.status_code == 200
         probs = list(response.get_json()["probabilities"].values())
-        np.testing.assert_allclose(probs, expected(data), atol=1e-5)
+        np.testing.assert_allclose(probs, expected(data), atol=atol)
 
     return check
 

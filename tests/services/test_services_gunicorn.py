@@ -1,7 +1,8 @@
-"""Real gunicorn services (``python -m services``) on loopback, one per runtime with two
+"""Real gunicorn services (``python -m services``) on loopback, one per base runtime with two
 workers: readiness, /predict, merged multi-process /metrics, 32 parallel distinct requests
 answered correctly while batches of more than one form, bad input over real HTTP, SIGTERM
-with requests in flight, and refusal of a model whose sha256 does not match."""
+with requests in flight, and refusal of a model whose sha256 does not match. (Variants are
+served by ``test_services_variants``.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import requests
 
-from shared.runtimes import runtime_names
+from shared.runtimes import base_runtimes
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-@pytest.fixture(scope="module", params=runtime_names())
+@pytest.fixture(scope="module", params=base_runtimes())
 def server(request: pytest.FixtureRequest, serve):
     """One two-worker service per runtime for this module; stopped when the module ends."""
     server = serve(request.param, WORKERS=WORKERS, MAX_BATCH_SIZE=8, PREFERRED_BATCH_SIZE=8,

@@ -29,6 +29,7 @@ class FixedPredictor(Predictor):
 
     framework = "fixed"
     version = "0.1"
+    precision = "fp32"
 
     def load(self, path):
         self.row = np.asarray({FIXED_LOGITS!r}, np.float32)

@@ -4,6 +4,7 @@ answers the image build (``extra``) and shell scripts (``names``)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -14,9 +15,13 @@ import pytest
 from shared.runtimes import (
     ARTIFACTS,
     BUILTIN_RUNTIMES,
+    BUILTIN_VARIANTS,
     MODULES_VARIABLE,
+    PRECISIONS,
     Runtime,
     RuntimeTableError,
+    _check,
+    base_runtimes,
     get_runtime,
     main,
     runtime_names,
@@ -33,14 +38,46 @@ def extras() -> set[str]:
 
 def test_every_row_is_installable_importable_and_distinct() -> None:
     rows = list(runtimes().values())
-    assert [r.name for r in rows] == [r.name for r in BUILTIN_RUNTIMES]
+    assert [r.name for r in rows] == [r.name for r in (*BUILTIN_RUNTIMES, *BUILTIN_VARIANTS)]
     assert len({r.port for r in rows}) == len(rows)
-    assert len({r.platform for r in rows}) == len(rows)
+    assert len({r.platform for r in base_runtimes().values()}) == len(BUILTIN_RUNTIMES)
     for row in rows:
         assert {row.extra, row.gpu_extra} <= extras(), row.name
         assert row.artifact in ARTIFACTS, row.name
         module, _, cls = row.predictor.partition(":")
         assert (REPO / (module.replace(".", "/") + ".py")).is_file() and cls, row.name
+
+
+def test_variants_are_settings_of_a_base_row() -> None:
+    """A variant is its base row with another precision/compile setting (and, for int8, the
+    derived artifact made from the base's artifact); the base rows stay fp32, uncompiled."""
+    assert list(base_runtimes()) == ["torch", "tensorflow", "jax", "onnx", "openvino"]
+    assert {r.name: (r.precision, r.compile) for r in BUILTIN_VARIANTS} == {
+        "torch-bf16": ("bf16", False), "torch-compile": ("fp32", True),
+        "tensorflow-xla": ("fp32", True), "jax-bf16": ("bf16", False),
+        "onnx-int8": ("int8", False), "openvino-bf16": ("bf16", False),
+        "openvino-int8": ("int8", False)}
+    for row in BUILTIN_VARIANTS:
+        base = get_runtime(row.variant_of)
+        assert row.name.startswith(f"{base.name}-") and row.predictor == base.predictor
+        assert (base.precision, base.compile, base.variant_of) == ("fp32", False, "")
+        derived = ARTIFACTS[row.artifact].derived_from
+        assert row.artifact == base.artifact or derived == base.artifact, row.name
+        assert (row.precision == "int8") == bool(derived), row.name
+
+
+def test_a_variant_row_must_name_a_base_and_a_known_precision(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin(tmp_path, monkeypatch, ROW.format(port=8099).replace(
+        '"#000000")', '"#000000", precision="fp8")'))
+    message = re.escape(f"precision 'fp8' is not one of {PRECISIONS}")
+    with pytest.raises(RuntimeTableError, match=message):
+        runtimes()
+    monkeypatch.setenv(MODULES_VARIABLE, "")
+    bad = Runtime("torch-x", "X", "services.predictors.onnx:OnnxPredictor", "torch", "torch",
+                  "torch", 8098, "x", (), "#000000", variant_of="torch")
+    with pytest.raises(RuntimeTableError, match="same predictor and extras"):
+        _check([*BUILTIN_RUNTIMES, bad])
 
 
 def test_onnx_runtime_and_openvino_serve_the_same_artifact() -> None:

@@ -29,11 +29,11 @@ from typing import Any
 
 import pytest
 
-from shared.runtimes import runtimes
+from shared.runtimes import base_runtimes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO_ROOT / "terraform"
-FRAMEWORK_PORTS = {r.name: r.port for r in runtimes().values()}
+FRAMEWORK_PORTS = {r.name: r.port for r in base_runtimes().values()}
 REGION = "us-east-1"
 # moto's built-in public images (x86_64): a Deep Learning AMI owned by "amazon", and a
 # Canonical Ubuntu server image.
