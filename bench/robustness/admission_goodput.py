@@ -26,15 +26,13 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
 
 from bench.robustness.tiny_service import (
-    DEFAULT_WORKDIR,
-    add_env_argument,
+    add_service_arguments,
     tiny_service,
     tiny_settings,
 )
@@ -106,9 +104,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-side", type=int, default=256, help="image side (default: 256)")
     p.add_argument("--format", choices=["PNG", "JPEG"], default="PNG",
                    help="image format (default: PNG)")
-    add_env_argument(p)
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                   help=f"model and logs (default: {DEFAULT_WORKDIR})")
+    add_service_arguments(p)
     return p
 
 

@@ -52,12 +52,14 @@ def tiny_service(workdir: Path, settings: LocalServiceSettings,
         yield service
 
 
-def add_env_argument(parser: argparse.ArgumentParser) -> None:
-    """``--env KEY=VALUE`` (repeatable): extra environment of the service."""
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--env KEY=VALUE`` (repeatable: extra environment of the service) and ``--workdir``."""
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         type=lambda item: tuple(item.split("=", 1)),
                         help="extra environment of the service, e.g. VERSUS_QUEUE_WAIT_MS=0 "
                              "or MALLOC_ARENA_MAX=2 (repeatable)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help=f"model and logs (default: {DEFAULT_WORKDIR})")
 
 
 def worker_pids(service: Service) -> list[int]:

@@ -22,14 +22,12 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 from PIL import Image
 
 from bench.robustness.tiny_service import (
-    DEFAULT_WORKDIR,
-    add_env_argument,
+    add_service_arguments,
     memory_mb,
     tiny_service,
     tiny_settings,
@@ -73,9 +71,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="idle seconds before the RSS after a burst is read (default: 3)")
     p.add_argument("--json-mb", type=float, default=0.0,
                    help="burst OIP JSON bodies of this many MB instead (default: 0, PNGs)")
-    add_env_argument(p)
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                   help=f"model and logs (default: {DEFAULT_WORKDIR})")
+    add_service_arguments(p)
     return p
 
 
