@@ -63,12 +63,21 @@ def death_text(record: Mapping[str, Any]) -> str:
     return f"DIED (exit code {code}{'; ' + where if where else ''})"
 
 
+def every_level_failed(record: Mapping[str, Any]) -> bool:
+    """A live service none of whose load levels got a single good answer (e.g. every
+    response failed the load test's checks): it must not read as ``ok``."""
+    runs = record.get("runs") or []
+    return bool(runs) and all(run.get("status") == "failed" for run in runs)
+
+
 def status_text(record: Mapping[str, Any]) -> str:
     status = record.get("status", "?")
     if status == "died":
         return death_text(record)
     if status == "failed-to-start":
         return f"FAILED TO START: {record.get('error', '')}"
+    if every_level_failed(record):
+        return "FAILED (no load level got a good answer)"
     return status
 
 
@@ -111,7 +120,8 @@ def summary_table(results: Mapping[str, Any]) -> Table:
                fmt_spread(peak["avg_batch_size"], 2) if peak else MISSING,
                best,
                fmt_number(record.get("efficiency"), 2),
-               ol_p99], _css(record.get("status", "")))
+               ol_p99], _css("failed" if every_level_failed(record)
+                             else record.get("status", "")))
     return t
 
 

@@ -4,6 +4,7 @@ service shown as died (never as fast), and the HTML rendering in headless Chromi
 from __future__ import annotations
 
 import base64
+import copy
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,20 @@ def test_summary_has_peak_with_spread_and_efficiency(recorded_results: dict[str,
     assert onnx[3] == str(peak["users"])
     assert float(onnx[7]) == pytest.approx(recorded_results["services"]["onnx"]["efficiency"],
                                            abs=0.005)
+
+
+def test_a_service_whose_every_level_failed_is_not_ok(recorded_results: dict[str, Any]
+                                                       ) -> None:
+    """A live service whose every response failed the load test's checks (no good answer at
+    any level) is reported as failed, not as ``ok`` with empty figures."""
+    results = copy.deepcopy(recorded_results)
+    onnx = results["services"]["onnx"]
+    for run in onnx["runs"]:
+        run["status"] = "failed"
+    onnx["closed_loop"]["peak"] = None
+    row = rows_of(all_tables(results)["summary"], "onnx")[0]
+    assert row[1].startswith("FAILED") and row[2] == "—"
+    assert rows_of(all_tables(recorded_results)["summary"], "onnx")[0][1] == "ok"
 
 
 def test_every_measured_level_carries_its_spread(recorded_results: dict[str, Any]) -> None:
