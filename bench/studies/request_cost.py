@@ -18,16 +18,18 @@ Three measurements, each printed:
    *request-side* CPU (gunicorn's accept loop and request threads) are told apart; each is
    divided by the requests answered 200.
 2. **Parts in process** (``bench.studies.request_parts``, in a child process with a
-   Prometheus multi-process directory, like a gunicorn worker): sequential WSGI calls of the
-   real app with the same bodies, the request path's own functions wrapped to charge their
-   thread CPU *exclusively* to their part: multipart parsing (Werkzeug), decode, preprocess,
-   the request thread's side of the batcher hand-off (room, queue, wait for the future), JSON
-   encoding, Prometheus observations, and the rest (Flask/Werkzeug dispatch); plus the
-   batcher thread's CPU outside predict. HTTP + gunicorn is the served request side's CPU
-   beyond the app call.
-3. **Sampling profile** (``py-spy``, when it can attach) of the worker's request threads
-   under the same load: the share of on-CPU samples by part, a check on 2 that needs no
-   subtraction.
+   Prometheus multi-process directory, like a gunicorn worker): WSGI calls of the real app
+   from ``--clients`` threads with the same bodies, the request path's own functions wrapped
+   to charge their thread CPU *exclusively* to their part: multipart parsing (Werkzeug),
+   decode, preprocess, the request thread's side of the batcher hand-off (room, queue, wait
+   for the future), JSON encoding, Prometheus observations, and the rest (Flask/Werkzeug
+   dispatch); plus the batcher thread's CPU outside predict. HTTP + gunicorn is the served
+   request side's CPU beyond the app call.
+3. **Sampling profile** (``py-spy --gil``, when it can attach) of the worker under the same
+   load: the share of samples of the thread holding the GIL (Python running; C code that
+   releases the GIL, like Pillow's decoder, is under-counted) by part, a check on 2 that
+   needs no subtraction. py-spy's idle detection does not see every wait here, so stacks
+   that end in a wait are dropped too.
 
 CPU-time figures hold on a busy machine (they count only the CPU the service used); the
 wall-clock rate printed beside them does not.
@@ -160,7 +162,7 @@ def _cpu(pid: int) -> float:
 # ---------------------------------------------------------------------- sampling profile
 
 PROFILE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("preprocess", ("to_square_uint8", "normalize (shared/imaging")),
+    ("preprocess", ("square_pixels", "to_square_uint8", "normalize (shared/imaging")),
     ("image decode", ("open_image", "finish_decode")),
     ("multipart form parsing", ("formparser.py", "multipart.py")),
     ("Prometheus metrics", ("prometheus_client",)),
@@ -199,7 +201,7 @@ def profile_request_threads(pid: int, seconds: float, url: str,
         return {"error": "py-spy is not installed (uv sync --group dev)"}
     raw = out / "request_cost_profile.txt"
     command = [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-               "--rate", "250", "--format", "raw", "--nonblocking", "--output", str(raw)]
+               "--rate", "250", "--format", "raw", "--nonblocking", "--gil", "--output", str(raw)]
     spy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     time.sleep(1.0)
     if spy.poll() is not None:
@@ -227,7 +229,9 @@ def run_parts_child(args: argparse.Namespace, model_dir: Path, workdir: Path) ->
     metrics_dir = Path(tempfile.mkdtemp(prefix="prometheus-", dir=workdir))
     command = [sys.executable, "-m", "bench.studies.request_cost", "--parts-child",
                "--runtime", args.runtime, "--model-dir", str(model_dir),
-               "--iterations", str(args.iterations), "--payload-profile", args.payload_profile,
+               "--iterations", str(args.iterations), "--clients", str(args.clients),
+               "--max-batch-size", str(args.max_batch_size),
+               "--payload-profile", args.payload_profile,
                "--image-size", str(args.image_size), "--payload-count", str(args.payload_count)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False,
                           env=child_environment({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}))
@@ -259,7 +263,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"{result['image_size']} px, payload profile {result['payload_profile']} (multipart), "
         f"{result['clients']} clients, {served['ok']} requests; load {result['load']}",
         "",
-        "| part | CPU ms/request | share | py-spy share of request-thread samples |",
+        "| part | CPU ms/request | share | py-spy share of GIL samples (request threads) |",
         "|---|---|---|---|",
     ]
     for part, ms in rows.items():
@@ -302,6 +306,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    "(default: small)")
     p.add_argument("--payload-count", type=int, default=8, help="images in the pool (default: 8)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default: 8)")
+    p.add_argument("--max-batch-size", type=int, default=8,
+                   help="the service's max batch size (default: 8)")
     p.add_argument("--seconds", type=float, default=20.0, help="loaded phase (default: 20)")
     p.add_argument("--iterations", type=int, default=400,
                    help="in-process calls per part (default: 400)")
@@ -320,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     bodies = payload_bodies(args.payload_profile, args.image_size, args.payload_count)
     if args.parts_child:
-        emit_result(parts.measure_parts(args.runtime, args.model_dir, bodies, args.iterations))
+        emit_result(parts.measure_parts(args.runtime, args.model_dir, bodies, args.iterations,
+                                        args.clients, args.max_batch_size))
         return
     stages = parse_stage_sizes(args.stage_sizes)
     root = args.workdir / f"models-{'-'.join(map(str, stages))}-{args.image_size}"
@@ -331,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     in_app = run_parts_child(args, model_dir, args.workdir)
     settings = LocalServiceSettings(workers=1, http_threads=max(16, 2 * args.clients),
-                                    intra_op_threads=1, max_batch_size=8)
+                                    intra_op_threads=1, max_batch_size=args.max_batch_size)
     service = start_service(args.runtime, model_dir, args.workdir, settings)
     try:
         service.wait_ready(READY_DEADLINE_S)

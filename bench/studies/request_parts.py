@@ -42,27 +42,58 @@ METRICS = "Prometheus metrics"
 
 
 class ExclusiveTimer:
-    """Thread CPU charged to the innermost open part, per thread (a stack per thread)."""
+    """Thread CPU charged to the innermost open part: a stack and totals per thread (no
+    thread ever writes another's), summed by :attr:`seconds` and :attr:`calls`."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
         self._local = threading.local()
+        self._threads: list[tuple[dict[str, float], dict[str, int]]] = []
+        self._lock = threading.Lock()
+
+    def _mine(self) -> tuple[list[list[Any]], dict[str, float], dict[str, int]]:
+        local = self._local.__dict__
+        if "stack" not in local:
+            local["stack"], local["seconds"], local["calls"] = [], defaultdict(float), \
+                defaultdict(int)
+            with self._lock:
+                self._threads.append((local["seconds"], local["calls"]))
+        return local["stack"], local["seconds"], local["calls"]
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        total: dict[str, float] = defaultdict(float)
+        for seconds, _ in list(self._threads):
+            for name, value in list(seconds.items()):
+                total[name] += value
+        return dict(total)
+
+    @property
+    def calls(self) -> dict[str, int]:
+        total: dict[str, int] = defaultdict(int)
+        for _, calls in list(self._threads):
+            for name, value in list(calls.items()):
+                total[name] += value
+        return dict(total)
+
+    def clear(self) -> None:
+        for seconds, calls in list(self._threads):
+            seconds.clear()
+            calls.clear()
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
-        stack = self._local.__dict__.setdefault("stack", [])
+        stack, seconds, calls = self._mine()
         now = time.thread_time()
         if stack:
-            self.seconds[stack[-1][0]] += now - stack[-1][1]
+            seconds[stack[-1][0]] += now - stack[-1][1]
         stack.append([name, now])
-        self.calls[name] += 1
+        calls[name] += 1
         try:
             yield
         finally:
             now = time.thread_time()
             popped = stack.pop()
-            self.seconds[popped[0]] += now - popped[1]
+            seconds[popped[0]] += now - popped[1]
             if stack:
                 stack[-1][1] = now
 
@@ -75,9 +106,10 @@ class ExclusiveTimer:
                 with self.part("calibration-inner"):
                     pass
             elapsed = time.thread_time() - started
+        _, seconds, counts = self._mine()
         for name in ("calibration", "calibration-inner"):
-            self.seconds.pop(name, None)
-            self.calls.pop(name, None)
+            seconds.pop(name, None)
+            counts.pop(name, None)
         return elapsed / calls
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,7 +150,7 @@ def instrument(timer: ExclusiveTimer) -> None:
 
     for name in ("open_image", "finish_decode"):
         setattr(engine, name, timer.wrap(DECODE, getattr(engine, name)))
-    for name in ("to_square_uint8", "normalize"):
+    for name in ("square_pixels", "normalize"):
         setattr(engine, name, timer.wrap(PREPROCESS, getattr(engine, name)))
     flask.wrappers.Request._load_form_data = timer.wrap(
         MULTIPART, flask.wrappers.Request._load_form_data)
@@ -137,17 +169,19 @@ def instrument(timer: ExclusiveTimer) -> None:
 
 
 def measure_parts(runtime: str, model_dir: Path, bodies: Sequence[tuple[bytes, str]],
-                  iterations: int) -> dict[str, float]:
-    """CPU ms per request by part of ``iterations`` sequential POST /predict WSGI calls
-    (``bodies`` round robin) on a real app, plus ``app`` (the whole call, timed first
-    without the wrappers) and the batcher thread's CPU per batch outside predict."""
+                  iterations: int, clients: int, max_batch_size: int) -> dict[str, float]:
+    """CPU ms per request by part of ``iterations`` POST /predict WSGI calls from
+    ``clients`` concurrent threads (``bodies`` round robin) on a real app batching like the
+    served one, plus ``app`` (the request threads' whole CPU, timed first without the
+    wrappers) and the batcher thread's CPU outside predict, per request."""
     timer = ExclusiveTimer()
     from werkzeug.test import EnvironBuilder
 
     from services.app import create_app
 
     app = create_app({"FRAMEWORK": runtime, "MODEL_DIR": model_dir, "INTRA_OP_THREADS": 1,
-                      "MAX_BATCH_SIZE": 8, "PREFERRED_BATCH_SIZE": 1})
+                      "MAX_BATCH_SIZE": max_batch_size,
+                      "QUEUE_SIZE": max(64, 2 * clients)})
     engine = app.extensions["versus"]
     environs = [EnvironBuilder(path="/predict", method="POST", data=body,
                                headers={"Content-Type": content_type,
@@ -164,30 +198,53 @@ def measure_parts(runtime: str, model_dir: Path, bodies: Sequence[tuple[bytes, s
         if not status[0].startswith("200"):
             raise RuntimeError(f"in-process request answered {status[0]}: {data[:200]!r}")
 
-    for i in range(min(20, iterations)):  # warm-up
-        call(i)
-    started = time.thread_time()
-    for i in range(iterations):
-        call(i)
-    app_s = time.thread_time() - started  # uninstrumented
+    per_client = max(1, iterations // clients)
+    requests = per_client * clients
+    run_clients(call, clients, min(5, per_client))  # warm-up
+    app_s = run_clients(call, clients, per_client)  # uninstrumented
     instrument(timer)
     predict_cpu = _time_predict(engine.predictor)
     batcher_clock = time.pthread_getcpuclockid(engine.batcher._thread.ident)
-    timer.seconds.clear()
+    run_clients(call, clients, 1)
+    timer.clear()
     batcher_before = time.clock_gettime(batcher_clock)
     predict_before = predict_cpu[0]
-    for i in range(iterations):
-        call(i)
+    run_clients(call, clients, per_client)
     batcher_s = (time.clock_gettime(batcher_clock) - batcher_before
                  - (predict_cpu[0] - predict_before))
     engine.shutdown(timeout=30)
     overhead = timer.overhead_s()
-    result = {part: (s - timer.calls[part] * overhead) / iterations * 1e3
-              for part, s in timer.seconds.items() if part != DISPATCH}
-    result[DISPATCH] = app_s / iterations * 1e3 - sum(result.values())
-    result[BATCHER] = batcher_s / iterations * 1e3
-    result["app"] = app_s / iterations * 1e3
+    calls = timer.calls
+    result = {part: (s - calls[part] * overhead) / requests * 1e3
+              for part, s in timer.seconds.items()}
+    result[DISPATCH] = app_s / requests * 1e3 - sum(result.values())
+    result[BATCHER] = batcher_s / requests * 1e3
+    result["app"] = app_s / requests * 1e3
     return result
+
+
+def run_clients(call: Callable[[int], None], clients: int, each: int) -> float:
+    """``clients`` threads making ``each`` calls; their summed thread CPU seconds."""
+    spent = [0.0] * clients
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        started = time.thread_time()
+        try:
+            for i in range(each):
+                call(k + i * clients)
+        except BaseException as exc:  # noqa: BLE001 (re-raised on the caller's thread)
+            errors.append(exc)
+        spent[k] = time.thread_time() - started
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(spent)
 
 
 def _time_predict(predictor: Any) -> list[float]:
