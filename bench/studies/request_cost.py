@@ -231,6 +231,7 @@ def run_parts_child(args: argparse.Namespace, model_dir: Path, workdir: Path) ->
                "--runtime", args.runtime, "--model-dir", str(model_dir),
                "--iterations", str(args.iterations), "--clients", str(args.clients),
                "--max-batch-size", str(args.max_batch_size),
+               "--intra-op-threads", str(args.intra_op_threads),
                "--payload-profile", args.payload_profile,
                "--image-size", str(args.image_size), "--payload-count", str(args.payload_count)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False,
@@ -306,6 +307,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    "(default: small)")
     p.add_argument("--payload-count", type=int, default=8, help="images in the pool (default: 8)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default: 8)")
+    p.add_argument("--intra-op-threads", type=int, default=1,
+                   help="the runtime's threads, in the service and the parts child (default: 1)")
     p.add_argument("--max-batch-size", type=int, default=8,
                    help="the service's max batch size (default: 8)")
     p.add_argument("--seconds", type=float, default=20.0, help="loaded phase (default: 20)")
@@ -327,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     bodies = payload_bodies(args.payload_profile, args.image_size, args.payload_count)
     if args.parts_child:
         emit_result(parts.measure_parts(args.runtime, args.model_dir, bodies, args.iterations,
-                                        args.clients, args.max_batch_size))
+                                        args.clients, args.max_batch_size,
+                                        args.intra_op_threads))
         return
     stages = parse_stage_sizes(args.stage_sizes)
     root = args.workdir / f"models-{'-'.join(map(str, stages))}-{args.image_size}"
@@ -338,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     in_app = run_parts_child(args, model_dir, args.workdir)
     settings = LocalServiceSettings(workers=1, http_threads=max(16, 2 * args.clients),
-                                    intra_op_threads=1, max_batch_size=args.max_batch_size)
+                                    intra_op_threads=args.intra_op_threads,
+                                    max_batch_size=args.max_batch_size)
     service = start_service(args.runtime, model_dir, args.workdir, settings)
     try:
         service.wait_ready(READY_DEADLINE_S)

@@ -169,7 +169,8 @@ def instrument(timer: ExclusiveTimer) -> None:
 
 
 def measure_parts(runtime: str, model_dir: Path, bodies: Sequence[tuple[bytes, str]],
-                  iterations: int, clients: int, max_batch_size: int) -> dict[str, float]:
+                  iterations: int, clients: int, max_batch_size: int,
+                  intra_op_threads: int = 1) -> dict[str, float]:
     """CPU ms per request by part of ``iterations`` POST /predict WSGI calls from
     ``clients`` concurrent threads (``bodies`` round robin) on a real app batching like the
     served one, plus ``app`` (the request threads' whole CPU, timed first without the
@@ -179,7 +180,8 @@ def measure_parts(runtime: str, model_dir: Path, bodies: Sequence[tuple[bytes, s
 
     from services.app import create_app
 
-    app = create_app({"FRAMEWORK": runtime, "MODEL_DIR": model_dir, "INTRA_OP_THREADS": 1,
+    app = create_app({"FRAMEWORK": runtime, "MODEL_DIR": model_dir,
+                      "INTRA_OP_THREADS": intra_op_threads,
                       "MAX_BATCH_SIZE": max_batch_size,
                       "QUEUE_SIZE": max(64, 2 * clients)})
     engine = app.extensions["versus"]
