@@ -264,7 +264,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"{result['image_size']} px, payload profile {result['payload_profile']} (multipart), "
         f"{result['clients']} clients, {served['ok']} requests; load {result['load']}",
         "",
-        "| part | CPU ms/request | share | py-spy share of GIL samples (request threads) |",
+        f"| part | CPU ms/request | share | py-spy share of {profile.get('samples', 0)} GIL "
+        "samples (request threads) |",
         "|---|---|---|---|",
     ]
     for part, ms in rows.items():
