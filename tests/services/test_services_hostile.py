@@ -547,7 +547,8 @@ def test_malformed_framing_on_a_keep_alive_connection(server, good_answer, basel
 def test_binary_framing_at_the_http_level(server, good_answer, baseline) -> None:
     """Over a raw socket: an ``Inference-Header-Content-Length`` past the ``Content-Length``
     is refused even when more bytes follow on the connection (the body ends where HTTP says),
-    and a body cut short of its ``Content-Length`` is refused, not framed from what came."""
+    a body cut short of its ``Content-Length`` is refused, not framed from what came, and a
+    chunked body is framed like any other once its chunks are joined."""
     head, data = framed_request()
     body = head + data
 
@@ -560,6 +561,13 @@ def test_binary_framing_at_the_http_level(server, good_answer, baseline) -> None
     assert reply.status == 400 and "past the end of the 12," in reply.text, reply.text
     reply = raw_exchange(server.port, post(len(head), body[:len(head) + 100]), half_close=True)
     assert reply.status == 400 and "ended before its declared length" in reply.text
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 5000]), body[i:i + 5000])
+                      for i in range(0, len(body), 5000)) + b"0\r\n\r\n"
+    reply = raw_exchange(server.port, (  # no Content-Length: the chunks say where it ends
+        f"POST {INFER} HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
+        f"{BINARY_HEADER}: {len(head)}\r\nConnection: close\r\n\r\n").encode() + chunks)
+    assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"
+    assert json.loads(reply.text)["outputs"][0]["name"] == "probabilities"
     assert_still_serving(server, good_answer, baseline)
 
 
