@@ -37,7 +37,6 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ import tritonclient.http as triton
 
 from bench.load.keepalive import KeepAliveClient
 from bench.load.payloads import PayloadOptions, load_payloads
+from bench.load.threads import run_clients
 from bench.proctree import tree_cpu_seconds
 from bench.scrape import scrape, total_growth
 from bench.services import LocalServiceSettings, start_service
@@ -157,15 +157,7 @@ def run_phase(port: int, pid: int, requests: Sequence[Request], clients: int,
             k += 1
 
     before, cpu_before = scrape(base), tree_cpu_seconds(pid) or 0.0
-    client_cpu = time.process_time()
-    started = time.perf_counter()
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    client_cpu = time.process_time() - client_cpu
+    elapsed, client_cpu = run_clients(send, clients)
     cpu = (tree_cpu_seconds(pid) or 0.0) - cpu_before
     after = scrape(base)
     if failures:
