@@ -59,7 +59,7 @@ from shared.imaging import PreprocessSpec, preprocess
 from shared.manifest import read_manifest
 from shared.models import parse_stage_sizes
 from shared.processes import REPO
-from shared.runtimes import MODULES_VARIABLE
+from shared.runtimes import MODULES_VARIABLE, runtime_names
 from training.fixtures import runtime_model_dir, write_artifacts
 
 DATASET = "dr"
@@ -319,18 +319,22 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def add_pooled_runtime() -> None:
-    """Make the ``pooled`` row known here and in the service this process starts."""
+    """Make the ``pooled`` row known here and in the service this process starts (the
+    environment of this command's process, inherited by the service)."""
     modules = [m for m in os.environ.get(MODULES_VARIABLE, "").split(",") if m]
     if pooled_runtime.MODULE not in modules:
         os.environ[MODULES_VARIABLE] = ",".join([*modules, pooled_runtime.MODULE])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    add_pooled_runtime()
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.clients < 1 or args.images < 1:
         parser.error("--rounds, --clients and --images must be >= 1")
+    add_pooled_runtime()
+    if args.runtime not in runtime_names():
+        parser.error(f"unknown runtime {args.runtime!r}; choose one of "
+                     f"{', '.join(runtime_names())}")
     args.workdir.mkdir(parents=True, exist_ok=True)
     summary, context = run(args)
     report = markdown(summary, context)
