@@ -9,9 +9,11 @@ accept) keeps working, and so do mixes of the two."""
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
+import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
@@ -157,3 +159,19 @@ def test_bad_binary_data_is_a_400_and_the_service_keeps_serving(client, fp32_bat
     images, batch = fp32_batch((11,))
     np.testing.assert_allclose(client.infer(MODEL, [fp32_input(batch)]).as_numpy(
         "probabilities"), [expected(images[0])], atol=1e-5)
+
+
+def test_a_header_length_over_a_json_only_body_is_plain_json(server, fp32_batch, expected
+                                                             ) -> None:
+    """``Inference-Header-Content-Length`` equal to the whole body, no binary inputs: the
+    framing holds (zero bytes of binary data), the JSON input and outputs are used as is."""
+    images, batch = fp32_batch((12,))
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
+                                   "shape": list(batch.shape),
+                                   "data": batch.ravel().tolist()}]}).encode()
+    response = requests.post(server.url(f"/v2/models/{MODEL}/infer"), data=body, timeout=30,
+                             headers={"Inference-Header-Content-Length": str(len(body))})
+    assert response.status_code == 200, response.text
+    assert "Inference-Header-Content-Length" not in response.headers
+    (probabilities,) = [o for o in response.json()["outputs"] if o["name"] == "probabilities"]
+    np.testing.assert_allclose(probabilities["data"], expected(images[0]), atol=1e-5)
