@@ -34,7 +34,7 @@ wrong.
 Request body: JSON (or the JSON header) whatever the Content-Type says (``tritonclient.http``
 sends none, ``curl -d`` sends a form type), as Triton and KServe read it; only a media type
 that plainly is neither (an image, a multipart form) is 415. The body may be no larger than
-:attr:`InferenceEngine.max_json_bytes` (413; a binary request needs at most a sixth of a JSON
+:attr:`InferenceEngine.max_json_bytes` (413; a binary request needs a fifth or less of a JSON
 one's bytes for the same tensor), its JSON parses as strict JSON (no ``NaN``; nesting too
 deep for the parser is 400) and the request holds its share of the worker's decode memory
 budget while its JSON is parsed and its tensor converted.
