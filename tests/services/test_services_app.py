@@ -210,7 +210,8 @@ def test_metrics_count_requests_stages_batches(runtime, client, make_image) -> N
 
 def test_oip_server_endpoints(runtime, client) -> None:
     meta = client.get("/v2").get_json()
-    assert meta["name"] == f"versus-{runtime}" and meta["extensions"] == []
+    assert meta["name"] == f"versus-{runtime}"
+    assert meta["extensions"] == ["binary_tensor_data"]
     assert client.get("/v2/health/live").get_json() == {"live": True}
     assert client.get("/v2/health/ready").get_json() == {"ready": True}
 
