@@ -2,8 +2,9 @@
 
     synth dr --n 2000 --size 512 --out data/dr-synth      synthetic fundus set, Kaggle layout
     synth bloodmnist --n 4000 --size 64 --out data/bloodmnist_64.npz
+    synth chestxray14 --n 2000 --size 128 --out data/chestxray14-synth   NIH layout
     inspect PATH [--grid out.png] [--image-size 64]       counts per class/split + sample grid
-    acquire {dr,aptos,bloodmnist}                         print the real download commands
+    acquire {dr,aptos,bloodmnist,chestxray14}             print the real download commands
 
 Bad input prints one ``error: ...`` line on stderr and exits 2.
 """
@@ -55,8 +56,35 @@ mkdir -p {out}
         )
     )
     + "\npython -m shared.datasets inspect {out}",
+    "chestxray14": """\
+# NIH ChestX-ray14: 112,120 frontal chest radiographs (1024 x 1024 PNG, ~45 GB), 30,805
+# patients, 14 findings. NIH places no restriction on use; acknowledge the NIH Clinical Center
+# and cite Wang et al., CVPR 2017. Either source gives the layout python -m shared.datasets
+# reads: Data_Entry_2017*.csv, train_val_list.txt, test_list.txt and images/ (NIH) or
+# images_001/images/ ... images_012/images/ (Kaggle).
+#
+# a) the NIH box folder {nih}
+#    download Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt and
+#    batch_download_zips.py into {out} (browser), then fetch and unpack the 12 tarballs:
+mkdir -p {out} && cd {out}
+python3 batch_download_zips.py        # -> images_01.tar.gz ... images_12.tar.gz
+for f in images_*.tar.gz; do tar -xzf "$f"; done   # -> images/*.png
+cd -
+#
+# b) the Kaggle mirror (needs a Kaggle API token in ~/.kaggle/kaggle.json):
+pip install kaggle
+kaggle datasets download -d nih-chest-xrays/data -p {out}
+unzip {out}/data.zip -d {out}   # -> Data_Entry_2017.csv, *_list.txt, images_0NN/images/*.png
+#
+python -m shared.datasets inspect {out}""",
 }
-DEFAULT_ACQUIRE_DIRS = {"dr": "data/dr", "aptos": "data/aptos", "bloodmnist": "data/bloodmnist"}
+DEFAULT_ACQUIRE_DIRS = {
+    "dr": "data/dr",
+    "aptos": "data/aptos",
+    "bloodmnist": "data/bloodmnist",
+    "chestxray14": "data/chestxray14",
+}
+NIH_BOX_FOLDER = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
 
 
 def _balance(text: str) -> tuple[float, ...] | None:
@@ -115,6 +143,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="output .npz (default: data/bloodmnist_64.npz)",
     )
     sbl.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    scx = kinds.add_parser(
+        "chestxray14", help="synthetic chest radiographs in the NIH ChestX-ray14 layout"
+    )
+    scx.add_argument("--n", type=int, default=2000, help="images over all patients (default: 2000)")
+    scx.add_argument("--size", type=int, default=128, help="image side in px (default: 128)")
+    scx.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/chestxray14-synth"),
+        help="output directory (default: data/chestxray14-synth)",
+    )
+    scx.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
     ins = commands.add_parser("inspect", help="counts per class and split, sample grid PNG")
     ins.add_argument("path", type=Path, help="dataset file or directory")
@@ -143,7 +183,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     acq.add_argument(
         "--out",
         default=None,
-        help="target directory (default: data/dr, data/aptos or data/bloodmnist)",
+        help="target directory (default: data/<dataset>)",
     )
     return parser
 
@@ -155,6 +195,12 @@ def _synth(args: argparse.Namespace) -> str:
         kwargs = {} if args.balance is None else {"class_balance": args.balance}
         out = synth_dr.generate_dr(
             args.out, args.n, size=args.size, seed=args.seed, workers=args.workers, **kwargs
+        )
+    elif args.dataset == "chestxray14":
+        from . import synth_chestxray14
+
+        out = synth_chestxray14.generate_chestxray14(
+            args.out, args.n, size=args.size, seed=args.seed
         )
     else:
         from . import synth_blood
@@ -181,7 +227,7 @@ def _inspect(args: argparse.Namespace) -> str:
 
 def _acquire(args: argparse.Namespace) -> str:
     out = args.out or DEFAULT_ACQUIRE_DIRS[args.dataset]
-    return ACQUIRE[args.dataset].format(out=out, record=ZENODO_RECORD)
+    return ACQUIRE[args.dataset].format(out=out, record=ZENODO_RECORD, nih=NIH_BOX_FOLDER)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
