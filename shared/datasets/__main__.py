@@ -4,7 +4,7 @@
     synth bloodmnist --n 4000 --size 64 --out data/bloodmnist_64.npz
     synth chestxray14 --n 2000 --size 128 --out data/chestxray14-synth   NIH layout
     inspect PATH [--grid out.png] [--image-size 64]       counts per class/split + sample grid
-    acquire {dr,aptos,bloodmnist,chestxray14}             print the real download commands
+    acquire {dr,aptos,bloodmnist,chestxray14,imagefolder} print the real download commands
 
 Bad input prints one ``error: ...`` line on stderr and exits 2.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from shared import imaging
 
-from .registry import DATASETS, DatasetError
+from .registry import DATASET_NAMES, DatasetError
 
 ZENODO_RECORD = "https://zenodo.org/records/10519652"
 ACQUIRE = {
@@ -77,12 +77,22 @@ kaggle datasets download -d nih-chest-xrays/data -p {out}
 unzip {out}/data.zip -d {out}   # -> Data_Entry_2017.csv, *_list.txt, images_0NN/images/*.png
 #
 python -m shared.datasets inspect {out}""",
+    "imagefolder": """\
+# Any <root>/<split>/<class>/*.jpg folder works (splits train, val, test; a missing val, or
+# val and test, is carved out of train). Example: Kaggle's Intel Image Classification, 6
+# scene classes, ~25k 150x150 JPEGs in seg_train/seg_train/<class>/ and seg_test/seg_test/
+# (seg_pred/ has no labels and is ignored). Needs a Kaggle API token (~/.kaggle/kaggle.json).
+pip install kaggle
+kaggle datasets download -d puneet6060/intel-image-classification -p {out}
+unzip {out}/intel-image-classification.zip -d {out}
+python -m shared.datasets inspect {out}""",
 }
 DEFAULT_ACQUIRE_DIRS = {
     "dr": "data/dr",
     "aptos": "data/aptos",
     "bloodmnist": "data/bloodmnist",
     "chestxray14": "data/chestxray14",
+    "imagefolder": "data/intel-images",
 }
 NIH_BOX_FOLDER = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
 
@@ -170,7 +180,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     ins.add_argument("--per-class", type=int, default=4, help="grid samples per class (default: 4)")
     ins.add_argument(
         "--dataset",
-        choices=sorted(DATASETS),
+        choices=DATASET_NAMES,
         default=None,
         help="dataset name (default: detected from the files)",
     )

@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from shared import imaging
 
-from . import chestxray14, dr, medmnist
-from .registry import SPLITS, DatasetError, get_dataset_spec
+from . import chestxray14, dr, imagefolder, medmnist
+from .registry import SPLITS, DatasetError, dataset_spec_for
 
 
 @dataclass
@@ -43,12 +43,15 @@ def detect_dataset(path: Path) -> str:
             return "dr"
         if any((path / name).is_file() for name in chestxray14.LABEL_FILES):
             return "chestxray14"
+        if any((path / name).is_dir() for name in imagefolder.SPLIT_FOLDERS["train"]):
+            return "imagefolder"
         if any(path.glob("bloodmnist*.npz")):
             return "bloodmnist"
     raise DatasetError(
         f"{path}: not a recognised dataset (expected a MedMNIST .npz or a directory with "
         f"bloodmnist*.npz, {dr.KAGGLE.labels_file} (Kaggle 2015), {dr.APTOS.labels_file} "
-        f"(APTOS 2019) or {chestxray14.LABEL_FILES[1]} (ChestX-ray14))"
+        f"(APTOS 2019), {chestxray14.LABEL_FILES[1]} (ChestX-ray14) or a train/ (or "
+        "seg_train/) folder of class folders (imagefolder))"
     )
 
 
@@ -63,8 +66,10 @@ def summarize(
     """Count examples per class and split and pick `per_class` training samples per class."""
     path = Path(path)
     name = name or detect_dataset(path)
-    spec = get_dataset_spec(name)
+    spec = dataset_spec_for(name, path)
     n = spec.n_classes
+    if name == "imagefolder":
+        return _summarize_imagefolder(path, spec.class_names, image_size, per_class, split_seed)
     if name == "chestxray14":
         return _summarize_chestxray14(path, spec.class_names, image_size, per_class, split_seed)
     if name == "dr":
@@ -137,6 +142,36 @@ def _summarize_chestxray14(
         )
     for c in range(len(findings)):
         picks = [r.file for r in records if r.split == "train" and c in r.findings][:per_class]
+        summary.samples[c] = [dr.decode_file(f, image_size) for f in picks]
+    return summary
+
+
+def _summarize_imagefolder(
+    path: Path, class_names: tuple[str, ...], image_size: int, per_class: int, split_seed: int
+) -> DatasetSummary:
+    """Images per class and split; says which folders hold the splits and what is carved."""
+    folders = imagefolder.split_folders(path)
+    carved = [s for s in SPLITS if s not in folders]
+    _, records = imagefolder.index_imagefolder(path, split_seed=split_seed, write_splits=False)
+    n = len(class_names)
+    summary = DatasetSummary(
+        "imagefolder", path, class_names,
+        {s: np.bincount([r.label for r in records if r.split == s], minlength=n)
+         for s in SPLITS},
+    )
+    summary.notes.append(
+        "folders: " + ", ".join(f"{s} {f.relative_to(path)}/" for s, f in folders.items())
+    )
+    if carved:
+        stored = (path / imagefolder.SPLITS_FILE).is_file()
+        summary.notes.append(
+            f"{'+'.join(carved)} carved out of train, stratified by class "
+            + (f"(stored in {imagefolder.SPLITS_FILE})" if stored else
+               f"(not written yet: counts show the split training will create, seed "
+               f"{split_seed})")
+        )
+    for c in range(n):
+        picks = [r.file for r in records if r.split == "train" and r.label == c][:per_class]
         summary.samples[c] = [dr.decode_file(f, image_size) for f in picks]
     return summary
 
