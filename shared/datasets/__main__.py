@@ -114,6 +114,24 @@ def _balance(text: str) -> tuple[float, ...] | None:
     return tuple(w / sum(weights) for w in weights)
 
 
+def _synth_parser(
+    kinds: argparse._SubParsersAction, name: str, help_text: str, *, n: tuple[int, str],
+    size: tuple[int, str], out: tuple[str, str],
+) -> argparse.ArgumentParser:
+    """``synth <name>`` with the options every generator takes: --n, --size, --out, --seed
+    (each given as (default, help))."""
+    parser = kinds.add_parser(name, help=help_text)
+    parser.add_argument("--n", type=int, default=n[0], help=f"{n[1]} (default: {n[0]})")
+    parser.add_argument(
+        "--size", type=int, default=size[0], help=f"{size[1]} (default: {size[0]})"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(out[0]), help=f"{out[1]} (default: {out[0]})"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    return parser
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m shared.datasets",
@@ -124,16 +142,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", help="write a synthetic dataset")
     kinds = synth.add_subparsers(dest="dataset", required=True)
-    sdr = kinds.add_parser("dr", help="synthetic fundus photos in the Kaggle 2015 layout")
-    sdr.add_argument("--n", type=int, default=2000, help="images, two per patient (default: 2000)")
-    sdr.add_argument("--size", type=int, default=512, help="short side in px (default: 512)")
-    sdr.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/dr-synth"),
-        help="output directory (default: data/dr-synth)",
+    sdr = _synth_parser(
+        kinds, "dr", "synthetic fundus photos in the Kaggle 2015 layout",
+        n=(2000, "images, two per patient"), size=(512, "short side in px"),
+        out=("data/dr-synth", "output directory"),
     )
-    sdr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sdr.add_argument(
         "--balance",
         type=_balance,
@@ -143,28 +156,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     sdr.add_argument(
         "--workers", type=int, default=1, help="render processes; output is identical (default: 1)"
     )
-    sbl = kinds.add_parser("bloodmnist", help="synthetic blood cells in the MedMNIST .npz layout")
-    sbl.add_argument("--n", type=int, default=4000, help="images over all splits (default: 4000)")
-    sbl.add_argument("--size", type=int, default=64, help="image side in px (default: 64)")
-    sbl.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/bloodmnist_64.npz"),
-        help="output .npz (default: data/bloodmnist_64.npz)",
+    _synth_parser(
+        kinds, "bloodmnist", "synthetic blood cells in the MedMNIST .npz layout",
+        n=(4000, "images over all splits"), size=(64, "image side in px"),
+        out=("data/bloodmnist_64.npz", "output .npz"),
     )
-    sbl.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    scx = kinds.add_parser(
-        "chestxray14", help="synthetic chest radiographs in the NIH ChestX-ray14 layout"
+    _synth_parser(
+        kinds, "chestxray14", "synthetic chest radiographs in the NIH ChestX-ray14 layout",
+        n=(2000, "images over all patients"), size=(128, "image side in px"),
+        out=("data/chestxray14-synth", "output directory"),
     )
-    scx.add_argument("--n", type=int, default=2000, help="images over all patients (default: 2000)")
-    scx.add_argument("--size", type=int, default=128, help="image side in px (default: 128)")
-    scx.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/chestxray14-synth"),
-        help="output directory (default: data/chestxray14-synth)",
-    )
-    scx.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
     ins = commands.add_parser("inspect", help="counts per class and split, sample grid PNG")
     ins.add_argument("path", type=Path, help="dataset file or directory")

@@ -30,7 +30,13 @@ import numpy as np
 
 from .dr import decode_files
 from .registry import SPLITS, DatasetError, ImageSet, get_dataset_spec
-from .splits import check_splits, read_splits_csv, split_patients, write_splits_csv
+from .splits import (
+    check_splits,
+    group_by_split,
+    read_splits_csv,
+    save_splits_csv,
+    split_patients,
+)
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +224,7 @@ def index_chestxray14(
     else:
         image_split = carve_validation(rows, test, split_seed, val_fraction)
         if write_splits:
-            try:
-                write_splits_csv(splits_path, image_split)
-            except OSError as exc:
-                raise DatasetError(f"{splits_path}: cannot write the split ({exc})") from exc
+            save_splits_csv(splits_path, image_split)
             log.info("wrote validation split (seed %d) to %s", split_seed, splits_path)
     files = find_image_files(directory, [image for image, _, _ in rows], labels_file)
     return [
@@ -245,13 +248,11 @@ def load_chestxray14(
     """Load a ChestX-ray14 directory as train/val/test ImageSets (official test list)."""
     directory = Path(path)
     records = index_chestxray14(directory, split_seed=split_seed, val_fraction=val_fraction)
-    by_split = {s: [r for r in records if r.split == s] for s in SPLITS}
-    empty = [s for s in SPLITS if not by_split[s]]
-    if empty:
-        raise DatasetError(
-            f"{directory}: split(s) {empty} are empty ({len({r.patient for r in records})} "
-            f"patients); {TEST_LIST} and enough train_val patients for validation are needed"
-        )
+    by_split = group_by_split(
+        records, str(directory),
+        f"{len({r.patient for r in records})} patients; {TEST_LIST} and enough train_val "
+        "patients for validation are needed",
+    )
     log.info("decoding %d images at %d px from %s", len(records), image_size, directory)
     return {
         s: ImageSet(

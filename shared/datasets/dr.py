@@ -28,7 +28,13 @@ from shared import imaging
 from shared.atomic import atomic_path
 
 from .registry import SPLITS, DatasetError, ImageSet
-from .splits import check_splits, read_splits_csv, split_patients, write_splits_csv
+from .splits import (
+    check_splits,
+    group_by_split,
+    read_splits_csv,
+    save_splits_csv,
+    split_patients,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +194,7 @@ def index_dr(directory: Path, *, split_seed: int = 0, write_splits: bool = True)
         patient_split = split_patients(worst, split_seed)
         image_split = {image: patient_split[patient_of[image]] for image, _ in rows}
         if write_splits:
-            try:
-                write_splits_csv(splits_path, image_split)
-            except OSError as exc:
-                raise DatasetError(f"{splits_path}: cannot write the split ({exc})") from exc
+            save_splits_csv(splits_path, image_split)
             log.info("wrote patient split (seed %d) to %s", split_seed, splits_path)
     files = _find_files(directory, layout, [image for image, _ in rows])
     return [
@@ -287,13 +290,10 @@ def load_dr(
     """Load a Kaggle-2015 or APTOS-2019 directory as patient-split train/val/test ImageSets."""
     directory = Path(path)
     records = index_dr(directory, split_seed=split_seed)
-    by_split = {s: [r for r in records if r.split == s] for s in SPLITS}
-    empty = [s for s in SPLITS if not by_split[s]]
-    if empty:
-        raise DatasetError(
-            f"{directory}: split(s) {empty} are empty; too few patients "
-            f"({len({r.patient for r in records})}) to split 70/15/15"
-        )
+    by_split = group_by_split(
+        records, str(directory),
+        f"too few patients ({len({r.patient for r in records})}) to split 70/15/15",
+    )
     cache_file = _cache_path(directory, records, image_size) if cache else None
     images = (
         _read_cache(cache_file, by_split, image_size)

@@ -23,7 +23,13 @@ import numpy as np
 
 from .dr import decode_files
 from .registry import SPLITS, DatasetError, ImageSet
-from .splits import SPLIT_FRACTIONS, read_splits_csv, split_patients, write_splits_csv
+from .splits import (
+    SPLIT_FRACTIONS,
+    group_by_split,
+    read_splits_csv,
+    save_splits_csv,
+    split_patients,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +158,7 @@ def _stored_or_new_split(root: Path, train: list[tuple[str, int]], missing: list
         return stored
     carved = _carve(train, missing, seed)
     if write:
-        try:
-            write_splits_csv(path, carved)
-        except OSError as exc:
-            raise DatasetError(f"{path}: cannot write the split ({exc})") from exc
+        save_splits_csv(path, carved)
         log.info("carved %s out of train (seed %d), saved in %s", "+".join(missing), seed, path)
     return carved
 
@@ -164,10 +167,7 @@ def load_imagefolder(path: Path, image_size: int, *, split_seed: int = 0,
                      workers: int | None = None) -> dict[str, ImageSet]:
     """Load an image-folder dataset as train/val/test ImageSets of image_size px squares."""
     _, records = index_imagefolder(Path(path), split_seed=split_seed)
-    by_split = {s: [r for r in records if r.split == s] for s in SPLITS}
-    empty = [s for s in SPLITS if not by_split[s]]
-    if empty:
-        raise DatasetError(f"{path}: split(s) {empty} have no images; {LAYOUT}")
+    by_split = group_by_split(records, str(path), LAYOUT)
     return {
         s: ImageSet(
             decode_files([r.file for r in by_split[s]], image_size, workers),
