@@ -9,6 +9,7 @@ extensions below are read (others, and hidden files, are skipped); an unreadable
 error naming its path. A missing ``val`` (and ``test``) is carved out of ``train``, stratified
 by class and seeded, in the proportions train:val:test = 70:15:15 (train:val = 70:15 when a
 test folder exists), and saved in ``<root>/splits.csv`` so every run sees the same one.
+Decoded arrays are cached in ``<root>/.cache/`` like the other directory readers'.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dr import decode_files
+from .decoding import cached_images, decode_files
 from .registry import SPLITS, DatasetError, ImageSet
 from .splits import (
     SPLIT_FRACTIONS,
@@ -163,14 +164,21 @@ def _stored_or_new_split(root: Path, train: list[tuple[str, int]], missing: list
     return carved
 
 
-def load_imagefolder(path: Path, image_size: int, *, split_seed: int = 0,
+def load_imagefolder(path: Path, image_size: int, *, split_seed: int = 0, cache: bool = True,
                      workers: int | None = None) -> dict[str, ImageSet]:
-    """Load an image-folder dataset as train/val/test ImageSets of image_size px squares."""
-    _, records = index_imagefolder(Path(path), split_seed=split_seed)
-    by_split = group_by_split(records, str(path), LAYOUT)
+    """Load an image-folder dataset as train/val/test ImageSets of image_size px squares
+    (decoded arrays cached in ``<root>/.cache/``)."""
+    root = Path(path)
+    _, records = index_imagefolder(root, split_seed=split_seed)
+    by_split = group_by_split(records, str(root), LAYOUT)
+    images = cached_images(
+        root, "imagefolder", image_size,
+        {s: [(r.image, str(r.label), r.file) for r in by_split[s]] for s in SPLITS},
+        lambda files: decode_files(files, image_size, workers), enabled=cache,
+    )
     return {
         s: ImageSet(
-            decode_files([r.file for r in by_split[s]], image_size, workers),
+            images[s],
             np.array([r.label for r in by_split[s]], np.int64),
             [r.image for r in by_split[s]],
         )

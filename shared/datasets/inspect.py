@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from shared import imaging
 
 from . import chestxray14, dr, imagefolder, medmnist
+from .decoding import decode_file
 from .registry import SPLITS, DatasetError, dataset_spec_for
 
 
@@ -96,7 +97,7 @@ def summarize(
             )
         for c in range(n):
             picks = [r.file for r in records if r.split == "train" and r.level == c][:per_class]
-            summary.samples[c] = [dr.decode_file(f, image_size) for f in picks]
+            summary.samples[c] = [decode_file(f, image_size) for f in picks]
         return summary
     file = medmnist.find_medmnist_file(path, name, image_size)
     data = medmnist.load_medmnist(file, None, flag=name, n_classes=n, task=spec.task)
@@ -142,7 +143,7 @@ def _summarize_chestxray14(
         )
     for c in range(len(findings)):
         picks = [r.file for r in records if r.split == "train" and c in r.findings][:per_class]
-        summary.samples[c] = [dr.decode_file(f, image_size) for f in picks]
+        summary.samples[c] = [decode_file(f, image_size) for f in picks]
     return summary
 
 
@@ -172,7 +173,7 @@ def _summarize_imagefolder(
         )
     for c in range(n):
         picks = [r.file for r in records if r.split == "train" and r.label == c][:per_class]
-        summary.samples[c] = [dr.decode_file(f, image_size) for f in picks]
+        summary.samples[c] = [decode_file(f, image_size) for f in picks]
     return summary
 
 

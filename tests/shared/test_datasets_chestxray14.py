@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from shared.datasets import DatasetError, get_dataset_spec, index_chestxray14, load_dataset
+from shared.datasets import chestxray14 as cx
 from shared.datasets.synth_chestxray14 import (
     CSV_HEADER,
     generate_chestxray14,
@@ -79,6 +80,24 @@ def test_validation_split_is_seeded_saved_and_reused(root, tmp_path):
     seeds = [{r.image: r.split for r in index_chestxray14(other, split_seed=s, write_splits=False)}
              for s in range(2, 6)]
     assert any(split != first for split in seeds)
+
+
+def test_decoded_images_are_cached_and_the_cache_follows_the_labels(root, monkeypatch):
+    first = load_dataset("chestxray14", root, 32)
+    assert len(list((root / ".cache").glob("chestxray14_32_*.npz"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although cached")
+
+    monkeypatch.setattr(cx, "decode_files", no_decoding)
+    second = load_dataset("chestxray14", root, 32)
+    for s in first:
+        np.testing.assert_array_equal(first[s].images, second[s].images)
+    rows = read_rows(root)
+    rows[1][1] = "Hernia" if rows[1][1] != "Hernia" else "Mass"
+    write_rows(root, rows)
+    with pytest.raises(AssertionError, match="decoded although cached"):
+        load_dataset("chestxray14", root, 32)  # new labels: a new cache key
 
 
 def test_images_folder_and_v2020_csv(root):
