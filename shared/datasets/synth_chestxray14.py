@@ -208,14 +208,14 @@ class _Anatomy:
 
 
 def _patient_anatomy(rng: np.random.Generator) -> _Anatomy:
-    dome = float(rng.uniform(0.40, 0.50))
+    dome = float(rng.uniform(0.38, 0.52))
     return _Anatomy(
         width=float(rng.uniform(0.70, 0.82)),
         apex=float(rng.uniform(-0.78, -0.68)),
         dome=(dome - 0.02, dome + 0.03),  # the left hemidiaphragm (image right) sits lower
         dome_height=float(rng.uniform(0.10, 0.15)),
         heart=(float(rng.uniform(0.25, 0.32)), float(rng.uniform(0.23, 0.29))),
-        lung_dark=float(rng.uniform(0.33, 0.42)),
+        lung_dark=float(rng.uniform(0.30, 0.44)),
         markings=float(rng.uniform(0.05, 0.08)),
         female=bool(rng.random() < 0.43),
     )
@@ -317,10 +317,10 @@ def _effusion(s: _Scene) -> None:
     sides = (-1, 1) if s.rng.random() < 0.3 else (s.side(),)
     for side in sides:
         a, cv = s.a, s.cv
-        level = a.dome[side > 0] - s.rng.uniform(0.04, 0.22)
+        level = a.dome[side > 0] - s.rng.uniform(0.03, 0.18)
         lateral = np.clip(side * (cv.u - _lung_centre(a, side)) / (0.5 * a.width), -1, 1.3)
         meniscus = level - 0.22 * np.clip(lateral, 0, None) ** 2 + 0.04 * lateral
-        fluid = np.clip((cv.v - meniscus) / 0.07 + 0.25, 0, 1)  # denser towards the base
+        fluid = 0.85 * np.clip((cv.v - meniscus) / 0.07 + 0.25, 0, 1)  # denser at the base
         s.density += fluid * s.lung(side)  # capped at soft-tissue density when composited
 
 
@@ -397,15 +397,15 @@ def _edema(s: _Scene) -> None:
 def _emphysema_geometry(s: _Scene) -> None:
     """Hyperinflation: low, flat diaphragms and a narrow vertical heart."""
     a = s.a
-    drop = s.rng.uniform(0.04, 0.08)
+    drop = s.rng.uniform(0.03, 0.06)
     a.dome = (a.dome[0] + drop, a.dome[1] + drop)
-    a.dome_height *= 0.35
+    a.dome_height *= 0.5
     a.heart = (a.heart[0] * 0.85, a.heart[1])
 
 
 def _emphysema(s: _Scene) -> None:
-    s.lucency += 0.06
-    s.marking_gain *= 0.45
+    s.lucency += 0.04
+    s.marking_gain *= 0.6
 
 
 def _fibrosis(s: _Scene) -> None:
@@ -426,12 +426,16 @@ def _fibrosis_geometry(s: _Scene) -> None:
 
 
 def _pleural_thickening(s: _Scene) -> None:
+    """A dense, slightly lumpy band inside the chest wall: an apical cap or lateral."""
+    cv, a = s.cv, s.a
     side = s.side()
-    level = _lung_level(s.cv, s.a, side)
-    band = _soft(0.8 - level, 0.06) * s.lung(side)
-    apical = s.rng.random() < 0.5
-    where = _soft(s.cv.v - (s.a.apex + 0.25), 0.05) if apical else 1.0
-    s.density += 0.3 * band * where
+    lumpy = 0.62 + 0.1 * _noise(s.rng, cv.size, 6)
+    band = _soft(lumpy - _lung_level(cv, a, side), 0.05) * s.lung(side)
+    if s.rng.random() < 0.5:  # apical cap
+        where = _soft(cv.v - (a.apex + 0.3), 0.05)
+    else:  # along the lateral wall, above the costophrenic angle
+        where = _soft(-side * (cv.u - _lung_centre(a, side)), 0.05)
+    s.density += 0.28 * band * where
 
 
 def _hernia(s: _Scene) -> None:
