@@ -71,7 +71,7 @@ def split_folders(root: Path) -> dict[str, Path]:
                                f"for the {split} split; keep one")
         if present:
             folder = present[0]
-            if (folder / folder.name).is_dir():  # Kaggle's seg_train/seg_train/<class>/
+            if _class_folders(folder) == [folder.name]:  # Kaggle's seg_train/seg_train/<class>/
                 folder = folder / folder.name
             found[split] = folder
     if "train" not in found:

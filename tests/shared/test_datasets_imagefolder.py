@@ -47,6 +47,11 @@ def test_intel_double_nesting_carves_a_stratified_val(tmp_path):
     assert sorted(i for i, s in stored.items() if s == "val") == sorted(sets["val"].ids)
 
 
+def test_a_class_named_like_its_split_is_a_class(tmp_path):
+    root = make_folder(tmp_path, ("train", "test"), classes=("other", "train"))
+    assert dataset_spec_for("imagefolder", root).class_names == ("other", "train")
+
+
 def test_train_val_test_folders_are_used_as_they_are(tmp_path):
     root = make_folder(tmp_path, ("train", "val", "test"), per_class=6, fmt="png")
     sets = load_dataset("imagefolder", root, 16)
