@@ -23,9 +23,11 @@ marking-free dark rim with a pleural line; Edema perihilar haze, prominent vesse
 lines; Emphysema dark hyperinflated lungs with flat low diaphragms and sparse markings;
 Fibrosis a reticular net; Pleural_Thickening a dense band along the chest wall or apex;
 Hernia a retrocardiac opacity with an air-fluid level. Exposure, contrast, position, rotation,
-patient build and noise vary, so findings overlap with normal variation: a pixel baseline is
-well above chance on the large findings and near it on the subtle ones. Everything is numpy
-on the full grid (no per-pixel Python), so a few hundred 128 px images take seconds.
+patient build and noise vary, so findings overlap with normal variation: a RandomForest on
+32 px pixels reaches AUC 0.7-0.95 per finding (README), leaving a CNN room to do better.
+Findings draw from their own random stream, so an image with and without a finding differs
+only by the finding. Everything is numpy on the full grid (no per-pixel Python): a few
+hundred 128 px images take seconds.
 """
 
 from __future__ import annotations
