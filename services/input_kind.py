@@ -19,6 +19,8 @@ RAW = "raw"
 DATASET = "dataset"
 KINDS = (RAW, DATASET)
 DEFAULT = RAW
+ECHO_CHARS = 40
+"""Longest rejected value quoted back in the error (a form field may hold 500 kB)."""
 
 
 class BadInputKind(ValueError):
@@ -30,8 +32,9 @@ def parse_input_kind(value: object) -> str:
     if value is None:
         return DEFAULT
     if value not in KINDS:
+        shown = repr(value) if len(repr(value)) <= ECHO_CHARS else repr(value)[:ECHO_CHARS] + "..."
         raise BadInputKind(
-            f"{PARAMETER}={value!r} is not accepted: send {PARAMETER}={RAW} (a raw capture, "
+            f"{PARAMETER}={shown} is not accepted: send {PARAMETER}={RAW} (a raw capture, "
             f"cropped to the field of view the model was trained on; the default) or "
             f"{PARAMETER}={DATASET} (an image already in the dataset's format)")
     return str(value)

@@ -92,7 +92,8 @@ def test_form_field_and_query_parameter_agree(capture_server, images) -> None:
     assert both.status_code == 400 and "twice" in both.json()["error"]
 
 
-@pytest.mark.parametrize("value", ["", "cropped", "RAW", "dataset ", "raw,dataset"])
+@pytest.mark.parametrize("value", ["", "cropped", "RAW", "dataset ", "raw,dataset",
+                                   "<b>x</b>" * 100])
 def test_bad_input_values_are_400(capture_server, images, value) -> None:
     capture, _ = images[0]
     url = capture_server.url("/predict")
@@ -110,6 +111,7 @@ def test_bad_input_values_are_400(capture_server, images, value) -> None:
     html = requests.post(url, params={"input": value}, data=capture, timeout=60,
                          headers={"Accept": "text/html", "Content-Type": "image/png"})
     assert html.status_code == 400 and "input=raw" in html.text
+    assert "<b>" not in html.text and len(answers[1].json()["error"]) < 300
     assert requests.get(capture_server.url("/readyz"), timeout=10).status_code == 200
 
 
