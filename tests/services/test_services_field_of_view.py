@@ -18,7 +18,9 @@ import shutil
 import numpy as np
 import pytest
 import requests
+import tritonclient.http as triton
 from PIL import Image
+from tritonclient.utils import InferenceServerException
 
 from services.app import create_app
 from shared.datasets import get_dataset_spec, synth_blood
@@ -194,3 +196,24 @@ def test_dr_form_has_no_field_of_view_choice(client) -> None:
     form = client.get("/").get_data(as_text=True)
     assert 'type="radio"' not in form
     assert "centre-cropped to a square and resized to" in form
+
+
+def test_tritonclient_binary_bytes_with_the_request_parameter(capture_server, images) -> None:
+    """``tritonclient.http`` on its defaults (the image files in binary after the JSON) with
+    ``parameters={"input": ...}`` on the request, as its ``infer`` sends them."""
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{capture_server.port}")
+    try:
+        def infer_files(files: list[bytes], **parameters: str) -> np.ndarray:
+            tensor = triton.InferInput("input", [len(files)], "BYTES")
+            tensor.set_data_from_numpy(np.array(files, dtype=np.object_))
+            result = client.infer("bloodmnist", [tensor], parameters=parameters or None)
+            return result.as_numpy("probabilities")
+
+        captures, crops = [c for c, _ in images], [d for _, d in images]
+        raw = infer_files(captures)
+        np.testing.assert_allclose(raw, infer_files(crops, input="dataset"), atol=1e-6)
+        assert np.abs(raw - infer_files(captures, input="dataset")).max() > 1e-4
+        with pytest.raises(InferenceServerException, match="input=raw"):
+            infer_files(captures, input="square")
+    finally:
+        client.close()
