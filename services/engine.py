@@ -212,6 +212,9 @@ class InferenceEngine:
                  "images (images/s by batch size: %s)", self.model_name, self.version, seconds,
                  self.framework, self.framework_version, self.precision, s.threads,
                  self.batcher.preferred_batch_size, self.batcher.images_per_s or "not measured")
+        if not (fov := self.field_of_view(DEFAULT)).whole_image:
+            log.info("%s: raw uploads are cropped to %s before preprocessing, as the dataset "
+                     "was made (input=dataset skips it)", self.model_name, fov.describe())
 
     def _prepare_runtime(self, example: np.ndarray) -> None:
         """On the batcher thread, the runtime's only one: load, then warm up. Calibration runs

@@ -163,6 +163,7 @@ def test_manifest_and_form_say_what_is_done(capture_server) -> None:
     assert "The centre 56% of the shorter side\n        is cropped" in form
     assert "of which BloodMNIST kept the centre 200 x 200 px" in form
     assert "as in training" in form  # only for images already in dataset format
+    assert "raw uploads are cropped to the centre 56% of the shorter side" in capture_server.log()
 
 
 def test_old_manifest_without_the_field_serves_the_whole_image(capture_model_dir, tmp_path,
