@@ -48,6 +48,7 @@ def test_each_dataset_declares_its_field_of_view() -> None:
     assert BLOOD.centre_crop * min(PBC_CAPTURE_PX) == pytest.approx(BLOODMNIST_CROP_PX)
     assert "PBC" in BLOOD.capture and BLOOD.describe() == "the centre 56% of the shorter side"
     assert DATASETS["dr"].raw_capture.whole_image
+    assert DATASETS["chestxray14"].raw_capture.whole_image
     assert all(isinstance(spec.raw_capture, FieldOfView) for spec in DATASETS.values())
 
 
