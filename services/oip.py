@@ -14,7 +14,10 @@ Inference input: exactly one input named ``input``, either
   is the image file itself (4-byte little-endian length, then the file); JSON cannot carry
   raw bytes and the protocol's JSON form of a BYTES element is a string, so there each
   element is the **base64** of one image file (as in KServe's image examples). The service
-  decodes and preprocesses it exactly like ``POST /predict``.
+  decodes and preprocesses it exactly like ``POST /predict``: as a raw capture, cropped to
+  the model's field of view, unless the request's ``parameters`` say ``{"input":
+  "dataset"}`` (an image already in dataset format; see ``services.input_kind``). An FP32
+  tensor is the model input itself, so ``"input": "raw"`` with one is refused.
 
 Outputs: ``probabilities`` FP32 ``[N, C]`` (class order of the manifest's ``class_names``)
 and ``label`` BYTES ``[N]``; a request's ``outputs`` list may select among them. Response
@@ -58,6 +61,7 @@ from services.binary_tensors import FramingError
 from services.body import read_body
 from services.engine import InferenceEngine, Prediction
 from services.errors import ApiError
+from services.input_kind import PARAMETER, RAW, parse_input_kind
 from shared.runtimes import get_runtime
 
 bp = Blueprint("oip", __name__, url_prefix="/v2")
@@ -149,10 +153,11 @@ def infer(name: str, version: str | None = None) -> Response:
     engine = _model(name, version)
     engine.admit()  # a full queue refuses before the body is read
     body, tensor, outputs = _parse_request(engine)
+    kind = _input_kind(body, fp32=isinstance(tensor, np.ndarray))
     if isinstance(tensor, np.ndarray):
         predictions = engine.classify_tensor(tensor)
     else:
-        predictions = engine.classify_images(tensor)
+        predictions = engine.classify_images(tensor, input_kind=kind)
     encoded = [_output(o, binary, predictions) for o, binary in outputs]
     response: dict[str, Any] = {
         "model_name": engine.model_name,
@@ -209,6 +214,17 @@ def _parse_request(engine: InferenceEngine
             raise _bad(str(exc)) from None
         tensor["data"] = None  # the parsed numbers: free them before inference
     return body, batch, outputs
+
+
+def _input_kind(body: dict, *, fp32: bool) -> str:
+    """The request parameter ``input`` (raw / dataset) for BYTES images; an FP32 tensor is
+    already the model input, so it cannot be a raw capture."""
+    parameters = body.get("parameters", {})  # an object: _requested_outputs checked it
+    kind = parse_input_kind(parameters.get(PARAMETER))
+    if fp32 and parameters.get(PARAMETER) == RAW:
+        raise _bad(f"{PARAMETER}={RAW} needs a BYTES input (encoded images): an FP32 tensor "
+                   "is already the preprocessed model input")
+    return kind
 
 
 def _check_media_type() -> None:

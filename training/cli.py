@@ -376,7 +376,7 @@ def train_framework(run: Run, framework: str) -> Manifest:
         framework=framework, framework_version=backend.framework_version(),
         architecture={**architecture_dict(args.stage_sizes), "num_classes": dataset.n_classes},
         input=InputSpec(size=args.image_size, mean=list(run.preprocess.mean),
-                        std=list(run.preprocess.std)),
+                        std=list(run.preprocess.std), raw_capture=dataset.raw_capture),
         parameter_count=backend.parameter_count(),
         training=training_summary(run, backend, result),
         test_metrics={**test_metrics, "loss": _finite(test_metrics["loss"])},

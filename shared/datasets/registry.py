@@ -8,6 +8,10 @@ reading the registry costs nothing).
 Multilabel datasets use the same types: NIH ChestX-ray14 has task "multilabel", its 14
 findings as class names and `ImageSet.labels` of shape (N, 14) holding 0/1 (an image with
 "No Finding" is all zeros).
+
+``raw_capture`` records how a dataset image was cut from its raw capture (the whole image
+unless the dataset says otherwise, BloodMNIST: the centre 200/360 of the PBC photo), so a
+service can show a raw upload to the model with the field of view the model was trained on.
 """
 
 from __future__ import annotations
@@ -19,8 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.imaging import WHOLE_IMAGE, FieldOfView
+
 TASKS = ("multiclass", "multilabel")
 SPLITS = ("train", "val", "test")
+
+
+#: (width, height) of a PBC dataset microscope capture, the source of BloodMNIST.
+PBC_CAPTURE_PX = (363, 360)
+#: Side of the centred square MedMNIST cut out of each PBC capture.
+BLOODMNIST_CROP_PX = 200
 
 
 class DatasetError(ValueError):
@@ -37,6 +49,9 @@ class DatasetSpec:
     metrics: tuple[str, ...]
     primary_metric: str
     description: str = ""
+    raw_capture: FieldOfView = WHOLE_IMAGE
+    """How a raw capture (the photo a user has) became a dataset image; the manifest carries
+    it and the services apply it to raw uploads (``shared.imaging.crop_field_of_view``)."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -65,6 +80,8 @@ DATASETS: dict[str, DatasetSpec] = {
             primary_metric="qwk",
             description="Diabetic retinopathy grade 0-4 from a fundus photo "
             "(Kaggle 2015 / APTOS 2019 layouts); ordinal, so quadratic weighted kappa.",
+            raw_capture=FieldOfView(capture="fundus photo, used whole (the shared path squares "
+                                            "it on its shorter side)"),
         ),
         DatasetSpec(
             name="bloodmnist",
@@ -82,6 +99,13 @@ DATASETS: dict[str, DatasetSpec] = {
             metrics=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"),
             primary_metric="accuracy",
             description="MedMNIST BloodMNIST: 8 peripheral blood cell types, official splits.",
+            # MedMNIST centre-crops each 360 x 363 px PBC capture (Acevedo et al. 2020) to
+            # 200 x 200 px before resizing: 200/360 of the shorter side, for any capture size.
+            raw_capture=FieldOfView(
+                centre_crop=BLOODMNIST_CROP_PX / PBC_CAPTURE_PX[1],
+                capture="PBC microscope photo (363 x 360 px), of which BloodMNIST kept the "
+                        "centre 200 x 200 px",
+            ),
         ),
         DatasetSpec(
             name="chestxray14",
@@ -113,6 +137,7 @@ DATASETS: dict[str, DatasetSpec] = {
             primary_metric="macro_auc",
             description="NIH ChestX-ray14: 14 findings on frontal chest radiographs, any number "
             "per image (none: 'No Finding'); official patient-wise test list.",
+            raw_capture=FieldOfView(capture="frontal chest radiograph, used whole"),
         ),
     )
 }
