@@ -260,7 +260,7 @@ class Run:
         setup = locust_setup(cfg)
         for service in self.alive():
             counts = openloop.warm_up(service.url, payloads.requests, cfg.service_warmup_s,
-                                      cfg.warmup_users)
+                                      cfg.warmup_users, payloads.predict_path)
             self.records[service.framework]["warmup"] = counts
         for repeat in range(cfg.repeats):
             for service in self.alive():
@@ -294,7 +294,7 @@ class Run:
             self.log(f"{service.framework}: open loop at {rate:.2f} req/s (Poisson)")
             before = _try_scrape(service)
             result = openloop.run_open_loop(service.url, payloads.requests, plan,
-                                            service.death)
+                                            service.death, payloads.predict_path)
             after = _try_scrape(service)
             result["server"] = (scrape.server_delta(before, after)
                                 if before is not None and after is not None else None)

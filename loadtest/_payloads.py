@@ -18,11 +18,17 @@ square crop (``shared.imaging.to_square_uint8``): a client that resizes before u
 
 Request bodies (multipart form, raw image, OIP JSON) are built once per image and cached, so
 the load generator spends its CPU on sending, not on encoding.
+
+Images drawn from a dataset (a DR directory, a MedMNIST ``.npz``) are dataset images, and
+are sent as such (``input=dataset`` on ``/predict``, ``"parameters": {"input": "dataset"}``
+in OIP); any other image is a raw capture (the services' default), which a service crops to
+its dataset's field of view first (``services/input_kind.py``).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import logging
@@ -67,6 +73,13 @@ class Payload:
     content_type: str
     width: int
     height: int
+    input_kind: str = "raw"
+    """``raw`` (a capture: the services' default) or ``dataset`` (drawn from a dataset)."""
+
+    @property
+    def predict_path(self) -> str:
+        """``/predict``, saying ``input=dataset`` for a dataset image."""
+        return "/predict" if self.input_kind == "raw" else f"/predict?input={self.input_kind}"
 
     @cached_property
     def multipart(self) -> bytes:
@@ -82,7 +95,10 @@ class Payload:
         """A KServe OIP v2 inference request: one BYTES input holding the base64 image."""
         tensor = {"name": "input", "datatype": "BYTES", "shape": [1],
                   "data": [base64.b64encode(self.data).decode("ascii")]}
-        return json.dumps({"inputs": [tensor]}).encode()
+        request: dict = {"inputs": [tensor]}
+        if self.input_kind != "raw":
+            request["parameters"] = {"input": self.input_kind}
+        return json.dumps(request).encode()
 
     def upload(self, mode: str) -> tuple[bytes, str]:
         """(body, Content-Type) for ``POST /predict`` in upload ``mode`` (multipart|raw)."""
@@ -122,9 +138,10 @@ def load_pool(settings: PayloadSettings, *, cache_dir: Path | None = None) -> Pa
     if not items:
         where = f"split {split!r} of " if _is_dataset(source) else ""
         raise ConfigError(f"VERSUS_PAYLOAD_DIR: no images in {where}{source}")
+    kind = "dataset" if _is_dataset(source) else "raw"
     payloads = tuple(
-        small_payload(name, data, settings.size) if settings.profile == "small"
-        else as_payload(name, data)
+        dataclasses.replace(small_payload(name, data, settings.size) if settings.profile
+                            == "small" else as_payload(name, data), input_kind=kind)
         for name, data in items
     )
     return PayloadPool(payloads, str(source), settings.profile)

@@ -105,8 +105,10 @@ class ServiceUser(FastHttpUser):
     def post_predict(self) -> None:
         if (model := self.model_info()) is None:
             return
-        body, content_type = next(self.payloads).upload(PAYLOADS.upload)
-        with self.client.post("/predict", data=body, name=f"{self.framework} /predict",
+        payload = next(self.payloads)
+        body, content_type = payload.upload(PAYLOADS.upload)
+        with self.client.post(payload.predict_path, data=body,
+                              name=f"{self.framework} /predict",
                               headers={"Content-Type": content_type,
                                        "Accept": "application/json"},
                               catch_response=True) as response:

@@ -3,12 +3,16 @@
 Every route goes through :class:`InferenceEngine`, so the web form, the JSON API and the Open
 Inference Protocol share one pipeline and one set of timings:
 
-    decode (bytes -> RGB image)  ->  preprocess (square crop + resize + normalise)
+    decode (bytes -> RGB image)  ->  preprocess (field-of-view crop of a raw capture
+    + square crop + resize + normalise)
     -> queue (waiting for a batch) -> compute (the batch's predict) -> postprocess (labels)
 
 Decoding and preprocessing run on the request's own thread (gunicorn's gthread pool), so
 they overlap with the batcher thread's inference; the shared ``shared.imaging`` functions are
 exactly what training used.
+A raw upload is first cropped to the dataset's field of view (``input.raw_capture`` of
+the manifest, see ``services.input_kind``); a dataset-format upload is not, so it goes
+through exactly what training used.
 
 Lifecycle: ``LOADING`` until :meth:`InferenceEngine.start` has started the batcher and, on
 its thread (the runtime's only one, see ``services.batching``), loaded the predictor, run its
@@ -33,11 +37,14 @@ from PIL import Image
 from services import memory
 from services.admission import MemoryBudget
 from services.batching import DynamicBatcher, RowResult
+from services.input_kind import DEFAULT, field_of_view
 from services.metrics import ServiceMetrics
 from services.predictors import Predictor, check_artifact, load_predictor, predictor_class
 from services.settings import ServiceSettings
 from shared.imaging import (
+    FieldOfView,
     PreprocessSpec,
+    crop_field_of_view,
     decode_cost_bytes,
     decode_image,
     finish_decode,
@@ -205,6 +212,9 @@ class InferenceEngine:
                  "images (images/s by batch size: %s)", self.model_name, self.version, seconds,
                  self.framework, self.framework_version, self.precision, s.threads,
                  self.batcher.preferred_batch_size, self.batcher.images_per_s or "not measured")
+        if not (fov := self.field_of_view(DEFAULT)).whole_image:
+            log.info("%s: raw uploads are cropped to %s before preprocessing, as the dataset "
+                     "was made (input=dataset skips it)", self.model_name, fov.describe())
 
     def _prepare_runtime(self, example: np.ndarray) -> None:
         """On the batcher thread, the runtime's only one: load, then warm up. Calibration runs
@@ -252,25 +262,33 @@ class InferenceEngine:
         whole request cycle, taken from the batcher thread (GIL)."""
         self._ready_batcher(1).ensure_room(1, timeout=self.settings.queue_wait_ms / 1e3)
 
-    def classify_images(self, items: Sequence[bytes], *, keep_image: int | None = None
-                        ) -> list[Prediction]:
+    def field_of_view(self, input_kind: str) -> FieldOfView:
+        """The crop an upload of ``input_kind`` (``services.input_kind``) gets first."""
+        return field_of_view(input_kind, self.manifest.input.raw_capture)
+
+    def classify_images(self, items: Sequence[bytes], *, keep_image: int | None = None,
+                        input_kind: str = DEFAULT) -> list[Prediction]:
         """Encoded images -> predictions (raises ImageError for bad input). Queue room is
         reserved before decoding, and each decode holds its share of the memory budget.
-        ``keep_image``: keep a copy of each image of at most that many pixels a side (the
-        result page's thumbnail), so no full decoded image outlives its budget share."""
+        ``input_kind``: raw captures are cropped to the model's field of view first.
+        ``keep_image``: keep a copy of each image (as cropped) of at most that many pixels
+        a side (the result page's thumbnail), so no full decoded image outlives its budget
+        share."""
         batcher = self._ready_batcher(len(items))
         started = time.perf_counter()
         timings = Timings()
         size, limits = self.spec.size, self.settings.image_limits
+        fov = self.field_of_view(input_kind)
         rows, images = [], []
         with batcher.expecting(len(items)) as submit:
             for index, data in enumerate(items):
                 t0 = time.perf_counter()
-                header = open_image(data, target_size=size, limits=limits)
+                header = open_image(data, target_size=fov.draft_size(size), limits=limits)
                 what = f"image {index} ({header.size[0]}x{header.size[1]})"
                 with self.budget.reserve(decode_cost_bytes(header), what):
                     image = finish_decode(header)
                     t1 = time.perf_counter()
+                    image = crop_field_of_view(image, fov)
                     rows.append(normalize(square_pixels(image, size), self.spec))
                     if keep_image:
                         image.thumbnail((keep_image, keep_image))
@@ -322,6 +340,12 @@ class InferenceEngine:
         timings.total = time.perf_counter() - started
         self.metrics.observe_stages(timings.stages())
         return predictions
+
+    def input_json(self, input_kind: str) -> dict[str, Any]:
+        """How an upload of ``input_kind`` was cropped before the shared preprocessing."""
+        fov = self.field_of_view(input_kind)
+        return {"kind": input_kind, "centre_crop": fov.centre_crop,
+                "field_of_view": fov.describe()}
 
     def prediction_json(self, prediction: Prediction) -> dict[str, Any]:
         """The JSON body of POST /predict."""

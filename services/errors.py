@@ -4,6 +4,7 @@ HTML page when a browser asked (the upload form), and the service keeps serving.
 Status mapping (the client's fault is never a 500):
 
 - 400 bad input (no/empty file, undecodable image, malformed JSON, wrong tensor shape/dtype,
+  an ``input`` parameter other than ``raw`` / ``dataset``,
   malformed HTTP body framing such as a bad chunk size, or a body that ends early),
 - 404 unknown route or model, 405 wrong method (with ``Allow``),
 - 413 body over ``MAX_BODY_BYTES`` (or an OIP body over the model's largest tensor), image
@@ -34,6 +35,7 @@ from werkzeug.exceptions import (
 from services.admission import BudgetBusy, OverBudget
 from services.batching import BatcherStopped, QueueFull
 from services.engine import NonFiniteOutput, NotReady, TooManyImages
+from services.input_kind import BadInputKind
 from shared.imaging import ImageError
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ def error_response(status: int, message: str, reason: str) -> Response:
 #: The service's own refusals: exception type -> (status, metric reason).
 REFUSALS: dict[type[Exception], tuple[int, str]] = {
     TooManyImages: (413, "too_many_images"),
+    BadInputKind: (400, "bad_input_kind"),
     OverBudget: (413, "over_decode_budget"),
     BudgetBusy: (503, "decode_memory_busy"),
     NonFiniteOutput: (422, "non_finite_output"),

@@ -4,6 +4,10 @@ The image arrives as multipart field ``image`` (the form, ``curl -F image=@x.jpg
 raw body with an ``image/*`` or ``application/octet-stream`` Content-Type
 (``curl --data-binary @x.jpg -H 'Content-Type: image/jpeg'``). The answer is an HTML result
 page when the client prefers HTML (a browser's form post) and JSON otherwise.
+
+``input=raw`` (the default) or ``input=dataset``, as a query parameter or a form field,
+says whether the image is a raw capture, cropped to the field of view the model was trained
+on, or already a dataset image (see ``services.input_kind``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from PIL import Image
 
 from services.body import read_body
 from services.errors import ApiError, wants_html
+from services.input_kind import PARAMETER, parse_input_kind
 
 bp = Blueprint("web", __name__)
 
@@ -35,16 +40,31 @@ def predict() -> Response | str:
     engine.admit()  # a full queue refuses before the body is read
     html = wants_html()
     keep = THUMBNAIL_PX if html else None
-    (prediction,) = engine.classify_images([read_upload()], keep_image=keep)
+    data = read_upload()
+    kind = upload_input_kind()
+    (prediction,) = engine.classify_images([data], keep_image=keep, input_kind=kind)
+    result = {**engine.prediction_json(prediction), "input": engine.input_json(kind)}
     if not html:
-        return jsonify(engine.prediction_json(prediction))
+        return jsonify(result)
     return render_template(
         "result.html",
         engine=engine,
         prediction=prediction,
-        result=engine.prediction_json(prediction),
+        result=result,
         thumbnail=thumbnail_data_uri(prediction.image),
     )
+
+
+def upload_input_kind() -> str:
+    """``input`` from the query string or, for a form post, the form (400 if they differ)."""
+    given = {request.args.get(PARAMETER)}
+    if request.mimetype == "multipart/form-data":
+        given.add(request.form.get(PARAMETER))
+    given.discard(None)
+    if len(given) > 1:
+        raise ApiError(400, f"{PARAMETER} is given twice with different values "
+                            f"{sorted(given)}", reason="bad_input_kind")
+    return parse_input_kind(given.pop() if given else None)
 
 
 def read_upload() -> bytes:

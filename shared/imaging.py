@@ -9,6 +9,10 @@ formats) -> pixel-count limit from the header, before any pixel is decoded -> JP
 centre crop to a square and antialiased resize -> ``(x / 255 - mean) / std`` as one
 multiply-add in float32.
 
+A raw capture (the photo a dataset image was cut from) first gets the dataset's
+:class:`FieldOfView` (:func:`crop_field_of_view`, right after decoding); a dataset image
+does not, so it takes exactly the path its training copy took.
+
 Choices worth knowing:
 
 - Alpha is composited on **black** (equivalent to premultiplying by alpha): fundus photos
@@ -27,6 +31,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -160,6 +165,66 @@ class PreprocessSpec:
     def offset(self) -> np.ndarray:
         """Per-channel float32 bias: ``-mean / std``."""
         return (-np.asarray(self.mean, np.float64) / np.asarray(self.std)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FieldOfView:
+    """How a raw capture becomes a dataset image, before the shared square crop and resize.
+
+    A dataset made by cropping its source photos (MedMNIST's BloodMNIST keeps the centre
+    200 x 200 px of each 360 x 363 PBC microscope capture) trains a model on that field of
+    view; a service that squares and resizes a raw capture instead shows the model cells
+    1.8x smaller than it ever saw. ``centre_crop`` is the side of the centred square that is
+    kept, as a fraction of the capture's shorter side, so it holds for any capture size;
+    1.0 keeps the whole image (nothing is cropped before the shared squaring).
+    ``capture`` says in words what a raw capture is, for forms and docs.
+    """
+
+    centre_crop: float = 1.0
+    capture: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse crops that are not a fraction in (0, 1]."""
+        crop = self.centre_crop
+        if isinstance(crop, bool) or not isinstance(crop, int | float) or not (0 < crop <= 1):
+            raise ValueError(f"centre_crop must be a number in (0, 1], got {crop!r}")
+        if not isinstance(self.capture, str):
+            raise ValueError(f"capture must be a string, got {self.capture!r}")
+
+    @property
+    def whole_image(self) -> bool:
+        """True when a raw capture is used as it is (the crop keeps everything)."""
+        return self.centre_crop == 1
+
+    def draft_size(self, size: int) -> int:
+        """Smallest short side a JPEG may be ``draft()``-reduced to so that the crop still
+        has ``size`` px (the crop is then resized to ``size``)."""
+        return math.ceil(size / self.centre_crop)
+
+    def describe(self) -> str:
+        """Plain words for users, e.g. ``the centre 56% of the shorter side``."""
+        if self.whole_image:
+            return "the whole image"
+        return f"the centre {self.centre_crop:.0%} of the shorter side"
+
+
+WHOLE_IMAGE = FieldOfView()
+"""A dataset whose images are whole captures (and every manifest that predates the field)."""
+
+
+def crop_field_of_view(img: Image.Image, fov: FieldOfView) -> Image.Image:
+    """Crop a raw capture to ``fov`` (the centred square of ``centre_crop`` x the shorter
+    side, rounded to whole pixels), or return ``img`` itself for the whole image.
+
+    Services run it on raw uploads only, before the same :func:`to_square_uint8` and
+    :func:`normalize` that training and dataset-format uploads go through.
+    """
+    if fov.whole_image:
+        return img
+    width, height = img.size
+    side = max(1, round(fov.centre_crop * min(width, height)))
+    left, top = (width - side) // 2, (height - side) // 2
+    return img.crop((left, top, left + side, top + side))
 
 
 # --------------------------------------------------------------------------- decoding

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.atomic import atomic_write_bytes
+from shared.imaging import WHOLE_IMAGE, FieldOfView
 from shared.runtimes import ARTIFACTS
 
 SCHEMA_VERSION = 1
@@ -167,6 +168,23 @@ def _created_at(value: Any) -> str:
     return text
 
 
+def _field_of_view(value: Any) -> FieldOfView:
+    """``input.raw_capture``: a FieldOfView, or its JSON object with exactly its fields."""
+    if isinstance(value, FieldOfView):
+        return value
+    prefix = "input.raw_capture."
+    fields = _checked_fields(value, FieldOfView, prefix=prefix)
+    if "centre_crop" in fields:
+        _number(prefix + "centre_crop", fields["centre_crop"])
+    if not isinstance(fields.get("capture", ""), str):
+        raise ManifestError(f"expected a string, got {fields['capture']!r}",
+                            field=prefix + "capture")
+    try:
+        return FieldOfView(**fields)
+    except ValueError as exc:
+        raise ManifestError(str(exc), field=prefix + "centre_crop") from None
+
+
 def utc_now_iso() -> str:
     """Current time as ISO 8601 UTC with a Z suffix, second resolution."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -196,12 +214,17 @@ def _training(value: Any) -> dict:
 @dataclass(kw_only=True)
 class InputSpec:
     """How a service turns an image into the model input: square ``size`` px, NHWC float32,
-    ``(x / 255 - mean) / std`` per RGB channel (mean/std on the 0..1 scale)."""
+    ``(x / 255 - mean) / std`` per RGB channel (mean/std on the 0..1 scale).
+
+    ``raw_capture`` (the dataset's :class:`~shared.imaging.FieldOfView`) is applied to raw
+    uploads before that; a manifest written before it existed means the whole image, which
+    is what services did then."""
 
     size: int
     layout: str = "NHWC"
     mean: list[float]
     std: list[float]
+    raw_capture: FieldOfView = WHOLE_IMAGE
 
     def __post_init__(self) -> None:
         """Validate on construction."""
@@ -216,6 +239,7 @@ class InputSpec:
         for i, s in enumerate(self.std):
             if s <= 0:
                 raise ManifestError(f"must be > 0, got {s}", field=f"input.std[{i}]")
+        self.raw_capture = _field_of_view(self.raw_capture)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""

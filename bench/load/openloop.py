@@ -31,6 +31,7 @@ from typing import Any
 from bench.load.keepalive import KeepAliveClient
 from bench.stats import latency_summary
 
+PREDICT_PATH = "/predict"
 REQUEST_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 30.0
 DEATH_CHECK_S = 1.0
@@ -69,15 +70,17 @@ class _Result:
 
 
 class _Client:
-    """``POST /predict`` over the bench's keep-alive client, failures as status 0."""
+    """``POST /predict`` over the bench's keep-alive client, failures as status 0;
+    ``path``: ``/predict`` with its query (``?input=dataset`` for dataset images)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, path: str = PREDICT_PATH) -> None:
         self.client = KeepAliveClient(url, REQUEST_TIMEOUT_S)
+        self.path = path
 
     def post(self, body: bytes, content_type: str) -> int:
         """POST /predict, return the status (0 when the connection failed)."""
         try:
-            status, _ = self.client.post("/predict", body, {
+            status, _ = self.client.post(self.path, body, {
                 "Content-Type": content_type, "Accept": "application/json"})
         except (OSError, http.client.HTTPException):
             return 0
@@ -85,12 +88,13 @@ class _Client:
 
 
 def run_open_loop(url: str, payloads: Sequence[tuple[bytes, str]], plan: OpenLoopPlan,
-                  death: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
-    """Send Poisson arrivals to ``url`` (``payloads``: (body, Content-Type) pairs, as the
-    locustfile uploads them); returns the JSON-able result (latencies from the
+                  death: Callable[[], dict[str, Any] | None], path: str = PREDICT_PATH
+                  ) -> dict[str, Any]:
+    """Send Poisson arrivals to ``url`` + ``path`` (``payloads``: (body, Content-Type)
+    pairs, as the locustfile uploads them); returns the JSON-able result (latencies from the
     scheduled arrival time; failures never count as throughput)."""
     arrivals = poisson_arrivals(plan.rate_rps, plan.duration_s, plan.seed)
-    client = _Client(url)
+    client = _Client(url, path)
     results: list[_Result] = []
     lock = threading.Lock()
     outstanding = threading.Semaphore(0)
@@ -178,12 +182,12 @@ def summarise(results: Sequence[_Result], plan: OpenLoopPlan, origin: float, iss
     }
 
 
-def warm_up(url: str, payloads: Sequence[tuple[bytes, str]], seconds: float, users: int
-            ) -> dict[str, int]:
+def warm_up(url: str, payloads: Sequence[tuple[bytes, str]], seconds: float, users: int,
+            path: str = PREDICT_PATH) -> dict[str, int]:
     """Closed-loop warm-up before a service is measured: ``users`` threads send back to back
     for ``seconds`` (caches, allocator, connection pools, JIT paths); nothing is recorded
     but the outcome counts."""
-    client = _Client(url)
+    client = _Client(url, path)
     stop_at = time.perf_counter() + seconds
     counts = {"ok": 0, "failed": 0}
     lock = threading.Lock()

@@ -48,6 +48,8 @@ class Payloads:
     requests: tuple[tuple[bytes, str], ...]
     """(body, Content-Type) of ``POST /predict`` in the chosen upload mode."""
     description: str
+    predict_path: str = "/predict"
+    """Where they go: ``/predict?input=dataset`` when the pool holds dataset images."""
 
 
 def _loadtest_module(name: str) -> Any:
@@ -73,4 +75,5 @@ def load_payloads(options: PayloadOptions) -> Payloads:
         images=tuple(p.data for p in pool.payloads),
         requests=tuple(p.upload(settings.upload) for p in pool.payloads),
         description=pool.describe(),
+        predict_path=pool.payloads[0].predict_path,
     )

@@ -44,7 +44,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -54,6 +53,7 @@ from urllib.parse import urlsplit
 
 from bench.load.keepalive import KeepAliveClient
 from bench.load.payloads import PayloadOptions, load_payloads
+from bench.load.threads import run_clients
 from bench.proctree import CLOCK_TICKS, children
 from bench.services import LocalServiceSettings, start_service
 from bench.studies import add_output_args, study_artifacts
@@ -125,14 +125,9 @@ def drive(url: str, bodies: Sequence[tuple[bytes, str]], clients: int, seconds: 
             else:
                 failures[status] += 1
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wall_s, _ = run_clients(run, clients)
     done = sorted(x for per in latencies for x in per)
-    return {"ok": len(done), "failed": dict(failures), "wall_s": time.perf_counter() - started,
+    return {"ok": len(done), "failed": dict(failures), "wall_s": wall_s,
             "p50_ms": done[len(done) // 2] if done else None,
             "p99_ms": done[min(len(done) - 1, int(len(done) * 0.99))] if done else None}
 

@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.load.threads import run_clients
+
 DISPATCH = "Flask/Werkzeug dispatch"
 MULTIPART = "multipart form parsing"
 DECODE = "image decode"
@@ -202,16 +204,16 @@ def measure_parts(runtime: str, model_dir: Path, bodies: Sequence[tuple[bytes, s
 
     per_client = max(1, iterations // clients)
     requests = per_client * clients
-    run_clients(call, clients, min(5, per_client))  # warm-up
-    app_s = run_clients(call, clients, per_client)  # uninstrumented
+    app_clients(call, clients, min(5, per_client))  # warm-up
+    app_s = app_clients(call, clients, per_client)  # uninstrumented
     instrument(timer)
     predict_cpu = _time_predict(engine.predictor)
     batcher_clock = time.pthread_getcpuclockid(engine.batcher._thread.ident)
-    run_clients(call, clients, 1)
+    app_clients(call, clients, 1)
     timer.clear()
     batcher_before = time.clock_gettime(batcher_clock)
     predict_before = predict_cpu[0]
-    run_clients(call, clients, per_client)
+    app_clients(call, clients, per_client)
     batcher_s = (time.clock_gettime(batcher_clock) - batcher_before
                  - (predict_cpu[0] - predict_before))
     engine.shutdown(timeout=30)
@@ -225,8 +227,9 @@ def measure_parts(runtime: str, model_dir: Path, bodies: Sequence[tuple[bytes, s
     return result
 
 
-def run_clients(call: Callable[[int], None], clients: int, each: int) -> float:
-    """``clients`` threads making ``each`` calls; their summed thread CPU seconds."""
+def app_clients(call: Callable[[int], None], clients: int, each: int) -> float:
+    """``clients`` threads making ``each`` calls; their summed thread CPU seconds (the first
+    error of any thread is raised here)."""
     spent = [0.0] * clients
     errors: list[BaseException] = []
 
@@ -239,11 +242,7 @@ def run_clients(call: Callable[[int], None], clients: int, each: int) -> float:
             errors.append(exc)
         spent[k] = time.thread_time() - started
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_clients(run, clients)
     if errors:
         raise errors[0]
     return sum(spent)

@@ -34,7 +34,6 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from bench.load.keepalive import KeepAliveClient
+from bench.load.threads import run_clients
 from bench.proctree import tree_cpu_seconds
 from bench.scrape import scrape, total_growth
 from bench.services import LocalServiceSettings, start_service
@@ -181,15 +181,7 @@ def measure_http(port: int, body: bytes, repeats: int, clients: int, seconds: fl
 
     before = scrape(f"http://127.0.0.1:{port}")
     server_cpu = (tree_cpu_seconds(server_pid) or 0.0) if server_pid else 0.0
-    client_cpu = time.process_time()
-    started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    client_cpu = time.process_time() - client_cpu
+    elapsed, client_cpu = run_clients(run, clients)
     if server_pid:
         server_cpu = (tree_cpu_seconds(server_pid) or 0.0) - server_cpu
     after = scrape(f"http://127.0.0.1:{port}")

@@ -5,11 +5,13 @@ without touching its files: task type, class names in label order, which metrics
 which one is primary. `load_dataset` dispatches to the format readers (imported lazily, so
 reading the registry costs nothing).
 
-Multilabel datasets slot in without new types: NIH ChestX-ray14 would be
-``DatasetSpec("chestxray14", "multilabel", <14 finding names>, ("macro_auc", ...), "macro_auc")``
-with `ImageSet.labels` of shape (N, 14) holding 0/1, a reader in its own module
-(``Data_Entry_2017.csv`` + the official train_val/test lists, patient-level val split) and
-one more entry in `_LOADERS`. No placeholder entry exists until that reader does.
+Multilabel datasets use the same types: NIH ChestX-ray14 has task "multilabel", its 14
+findings as class names and `ImageSet.labels` of shape (N, 14) holding 0/1 (an image with
+"No Finding" is all zeros).
+
+``raw_capture`` records how a dataset image was cut from its raw capture (the whole image
+unless the dataset says otherwise, BloodMNIST: the centre 200/360 of the PBC photo), so a
+service can show a raw upload to the model with the field of view the model was trained on.
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.imaging import WHOLE_IMAGE, FieldOfView
+
 TASKS = ("multiclass", "multilabel")
 SPLITS = ("train", "val", "test")
+
+
+#: (width, height) of a PBC dataset microscope capture, the source of BloodMNIST.
+PBC_CAPTURE_PX = (363, 360)
+#: Side of the centred square MedMNIST cut out of each PBC capture.
+BLOODMNIST_CROP_PX = 200
 
 
 class DatasetError(ValueError):
@@ -39,6 +49,9 @@ class DatasetSpec:
     metrics: tuple[str, ...]
     primary_metric: str
     description: str = ""
+    raw_capture: FieldOfView = WHOLE_IMAGE
+    """How a raw capture (the photo a user has) became a dataset image; the manifest carries
+    it and the services apply it to raw uploads (``shared.imaging.crop_field_of_view``)."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -67,6 +80,8 @@ DATASETS: dict[str, DatasetSpec] = {
             primary_metric="qwk",
             description="Diabetic retinopathy grade 0-4 from a fundus photo "
             "(Kaggle 2015 / APTOS 2019 layouts); ordinal, so quadratic weighted kappa.",
+            raw_capture=FieldOfView(capture="fundus photo, used whole (the shared path squares "
+                                            "it on its shorter side)"),
         ),
         DatasetSpec(
             name="bloodmnist",
@@ -84,25 +99,123 @@ DATASETS: dict[str, DatasetSpec] = {
             metrics=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"),
             primary_metric="accuracy",
             description="MedMNIST BloodMNIST: 8 peripheral blood cell types, official splits.",
+            # MedMNIST centre-crops each 360 x 363 px PBC capture (Acevedo et al. 2020) to
+            # 200 x 200 px before resizing: 200/360 of the shorter side, for any capture size.
+            raw_capture=FieldOfView(
+                centre_crop=BLOODMNIST_CROP_PX / PBC_CAPTURE_PX[1],
+                capture="PBC microscope photo (363 x 360 px), of which BloodMNIST kept the "
+                        "centre 200 x 200 px",
+            ),
+        ),
+        DatasetSpec(
+            name="chestxray14",
+            task="multilabel",
+            class_names=(
+                "Atelectasis",
+                "Cardiomegaly",
+                "Effusion",
+                "Infiltration",
+                "Mass",
+                "Nodule",
+                "Pneumonia",
+                "Pneumothorax",
+                "Consolidation",
+                "Edema",
+                "Emphysema",
+                "Fibrosis",
+                "Pleural_Thickening",
+                "Hernia",
+            ),
+            metrics=(
+                "macro_auc",
+                "macro_f1",
+                "macro_precision",
+                "macro_recall",
+                "subset_accuracy",
+                "hamming_accuracy",
+            ),
+            primary_metric="macro_auc",
+            description="NIH ChestX-ray14: 14 findings on frontal chest radiographs, any number "
+            "per image (none: 'No Finding'); official patient-wise test list.",
+            raw_capture=FieldOfView(capture="frontal chest radiograph, used whole"),
         ),
     )
 }
+
+@dataclass(frozen=True)
+class FolderDataset:
+    """A dataset whose class names are in the data (one folder per class): everything of its
+    DatasetSpec but the names, and the "module:function" (path) -> names that reads them."""
+
+    name: str
+    class_reader: str
+    task: str
+    metrics: tuple[str, ...]
+    primary_metric: str
+    description: str = ""
+
+    def spec(self, class_names: Sequence[str]) -> DatasetSpec:
+        return DatasetSpec(self.name, self.task, tuple(class_names), self.metrics,
+                           self.primary_metric, self.description)
+
+
+FOLDER_DATASETS: dict[str, FolderDataset] = {
+    "imagefolder": FolderDataset(
+        name="imagefolder",
+        class_reader="shared.datasets.imagefolder:class_names_of",
+        task="multiclass",
+        metrics=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"),
+        primary_metric="accuracy",
+        description="Any <root>/<split>/<class>/*.jpg image set (torchvision ImageFolder, "
+        "Kaggle Intel Image Classification); classes are the sorted folder names.",
+    ),
+}
+DATASET_NAMES: tuple[str, ...] = tuple(sorted([*DATASETS, *FOLDER_DATASETS]))
 
 # name -> "module:function" with signature (path, image_size, **options) -> dict[str, ImageSet]
 _LOADERS: dict[str, str] = {
     "dr": "shared.datasets.dr:load_dr",
     "bloodmnist": "shared.datasets.medmnist:load_bloodmnist",
+    "chestxray14": "shared.datasets.chestxray14:load_chestxray14",
+    "imagefolder": "shared.datasets.imagefolder:load_imagefolder",
 }
 
 
+def _function(target: str):
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASET_NAMES:
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
+
+
 def get_dataset_spec(name: str) -> DatasetSpec:
-    """Return the spec for `name`; unknown names raise KeyError listing the known ones."""
-    try:
+    """Return the spec of a dataset with fixed classes; unknown names raise KeyError listing
+    the known ones, folder datasets one pointing to `dataset_spec_for`."""
+    _check_name(name)
+    if name in FOLDER_DATASETS:
+        raise KeyError(f"dataset {name!r} takes its class names from the data: use "
+                       "dataset_spec_for(name, path)")
+    return DATASETS[name]
+
+
+def dataset_spec_for(
+    name: str, path: str | Path | None = None, class_names: Sequence[str] | None = None
+) -> DatasetSpec:
+    """The spec of `name` as used on the data at `path`: the registry's for fixed datasets;
+    for a folder dataset, its spec with the class names read from `path` (or given, e.g.
+    from a model manifest). Unreadable folders raise DatasetError."""
+    _check_name(name)
+    if name not in FOLDER_DATASETS:
         return DATASETS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
-        ) from None
+    folder = FOLDER_DATASETS[name]
+    if class_names is None:
+        if path is None:
+            raise ValueError(f"dataset {name!r}: pass the data path or the class names")
+        class_names = _function(folder.class_reader)(Path(path))
+    return folder.spec(class_names)
 
 
 @dataclass
@@ -154,7 +267,5 @@ def load_dataset(name: str, path: str | Path, image_size: int, **options) -> dic
 
     options go to the format reader (e.g. ``split_seed``/``cache`` for dr).
     """
-    get_dataset_spec(name)
-    module_name, func_name = _LOADERS[name].split(":")
-    loader = getattr(importlib.import_module(module_name), func_name)
-    return loader(Path(path), image_size, **options)
+    _check_name(name)
+    return _function(_LOADERS[name])(Path(path), image_size, **options)

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .medmnist import write_medmnist_npz
-from .registry import get_dataset_spec
+from .registry import BLOODMNIST_CROP_PX, PBC_CAPTURE_PX, get_dataset_spec
 from .synth_dr import largest_remainder
 
 CLASS_NAMES = get_dataset_spec("bloodmnist").class_names
@@ -49,17 +49,33 @@ BRIGHTNESS_SIGMA = 0.04
 
 @dataclass(frozen=True)
 class _Grid:
-    """Pixel coordinates of the supersampled canvas (float32, broadcastable)."""
+    """Pixel coordinates of the supersampled canvas (float32, broadcastable).
+
+    ``size`` is the side of the square a dataset image covers, the scale every cell is drawn
+    at; coordinates 0..size span that square, which sits at the centre of a canvas of
+    ``shape`` (the square itself for a dataset image, a wider field for a raw capture),
+    ``ox``/``oy`` canvas pixels from its left/top edge.
+    """
 
     size: int
     x: np.ndarray
     y: np.ndarray
+    ox: int = 0
+    oy: int = 0
 
     @classmethod
-    def of(cls, size: int) -> _Grid:
-        """Grid for a size x size canvas."""
-        yy, xx = np.mgrid[:size, :size].astype(np.float32)
-        return cls(size, xx, yy)
+    def of(cls, size: int, shape: tuple[int, int] | None = None,
+           origin: tuple[int, int] = (0, 0)) -> _Grid:
+        """Grid for a size x size square ``origin`` (x, y) px into a (height, width) canvas."""
+        height, width = shape or (size, size)
+        ox, oy = origin
+        yy, xx = np.mgrid[:height, :width].astype(np.float32)
+        return cls(size, xx - ox, yy - oy, ox, oy)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the canvas."""
+        return self.x.shape
 
 
 @dataclass(frozen=True)
@@ -94,9 +110,11 @@ def _blob(
     """
     harmonics = [(k, (wobble / k) * rng.normal(), rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4)]
     reach = r * max(elong, 1.0) * (1.0 + sum(abs(a) for _, a, _ in harmonics)) + edge + 2
-    alpha = np.zeros((g.size, g.size), np.float32)
-    x0, x1 = max(0, int(cx - reach)), min(g.size, int(cx + reach) + 2)
-    y0, y1 = max(0, int(cy - reach)), min(g.size, int(cy + reach) + 2)
+    height, width = g.shape
+    alpha = np.zeros(g.shape, np.float32)
+    cx_px, cy_px = cx + g.ox, cy + g.oy
+    x0, x1 = max(0, int(cx_px - reach)), min(width, int(cx_px + reach) + 2)
+    y0, y1 = max(0, int(cy_px - reach)), min(height, int(cy_px + reach) + 2)
     if x0 >= x1 or y0 >= y1:
         return alpha
     dx, dy = g.x[y0:y1, x0:x1] - cx, g.y[y0:y1, x0:x1] - cy
@@ -134,20 +152,26 @@ def _paint(img: np.ndarray, alpha: np.ndarray, colour: Sequence[float] | np.ndar
     img[win] += alpha[win][..., None] * (colour - img[win])
 
 
-def _speckle(rng: np.random.Generator, size: int, density: float, grain: int) -> np.ndarray:
+def _texture_cells(shape: tuple[int, int], grain: int) -> tuple[int, int]:
+    """Random cells of about ``grain`` px across a (height, width) canvas (>= 2 a side)."""
+    return max(2, shape[0] // grain), max(2, shape[1] // grain)
+
+
+def _speckle(rng: np.random.Generator, shape: tuple[int, int], density: float, grain: int
+             ) -> np.ndarray:
     """Granule texture in 0..1: random cells of `grain` px switched on with `density`,
     bilinearly smoothed into round-ish dots."""
-    cells = max(2, size // grain)
-    on = (rng.random((cells, cells)) < density).astype(np.float32)
-    return np.asarray(Image.fromarray(on, mode="F").resize((size, size), Image.Resampling.BILINEAR))
+    on = (rng.random(_texture_cells(shape, grain)) < density).astype(np.float32)
+    return np.asarray(Image.fromarray(on, mode="F").resize(shape[::-1],
+                                                            Image.Resampling.BILINEAR))
 
 
-def _chromatin(rng: np.random.Generator, size: int, grain: int, strength: float) -> np.ndarray:
+def _chromatin(rng: np.random.Generator, shape: tuple[int, int], grain: int, strength: float
+               ) -> np.ndarray:
     """Multiplicative nuclear texture around 1 (coarse grain = clumped, fine = open chromatin)."""
-    cells = max(2, size // grain)
-    noise = rng.standard_normal((cells, cells)).astype(np.float32)
+    noise = rng.standard_normal(_texture_cells(shape, grain)).astype(np.float32)
     smooth = np.asarray(
-        Image.fromarray(noise, mode="F").resize((size, size), Image.Resampling.BICUBIC)
+        Image.fromarray(noise, mode="F").resize(shape[::-1], Image.Resampling.BICUBIC)
     )
     return 1.0 + strength * smooth
 
@@ -243,9 +267,9 @@ def _granulocyte(
     over the nucleus with weight `over_nucleus` (1 hides it, as in basophils)."""
     body = _blob(g, rng, c.cx, c.cy, c.r, elong=rng.uniform(1.0, 1.12), angle=c.angle)
     _paint(img, body, _jitter(rng, cytoplasm))
-    tex = _chromatin(rng, g.size, max(2, g.size // 24), 0.12)
+    tex = _chromatin(rng, g.shape, max(2, g.size // 24), 0.12)
     _paint(img, nucleus_alpha * body, _textured(_jitter(rng, nucleus), tex))
-    spots = _speckle(rng, g.size, density, grain) * body * granule_strength
+    spots = _speckle(rng, g.shape, density, grain) * body * granule_strength
     spots *= 1.0 - (1.0 - over_nucleus) * nucleus_alpha
     _paint(img, spots, _jitter(rng, granules))
 
@@ -330,7 +354,7 @@ def _immature_granulocyte(img: np.ndarray, g: _Grid, rng: np.random.Generator, c
         over_nucleus=0.2,
         granule_strength=0.7,
     )
-    fine = _chromatin(rng, g.size, 2, 0.18)  # fine chromatin on top of the base texture
+    fine = _chromatin(rng, g.shape, 2, 0.18)  # fine chromatin on top of the base texture
     img *= np.where(nuc[..., None] > 0.5, fine[..., None], 1.0)
 
 
@@ -345,7 +369,7 @@ def _monocyte(img: np.ndarray, g: _Grid, rng: np.random.Generator, c: _Cell) -> 
         )
         _paint(img, vac * body, (0.88, 0.88, 0.94))
     nuc = _kidney_nucleus(g, rng, c, rng.uniform(0.5, 0.62), rng.uniform(0.3, 0.45))
-    tex = _chromatin(rng, g.size, max(2, g.size // 32), 0.2)
+    tex = _chromatin(rng, g.shape, max(2, g.size // 32), 0.2)
     _paint(img, nuc * body, _textured(_jitter(rng, (0.46, 0.32, 0.58)), tex))
 
 
@@ -354,7 +378,7 @@ def _lymphocyte(img: np.ndarray, g: _Grid, rng: np.random.Generator, c: _Cell) -
     body = _blob(g, rng, c.cx, c.cy, c.r, elong=rng.uniform(1.0, 1.1), angle=c.angle)
     _paint(img, body, _jitter(rng, (0.66, 0.74, 0.92)))
     nuc = _round_nucleus(g, rng, c, rng.uniform(0.75, 0.9), rng.uniform(0.0, 0.12))
-    tex = _chromatin(rng, g.size, max(2, g.size // 20), 0.15)
+    tex = _chromatin(rng, g.shape, max(2, g.size // 20), 0.15)
     _paint(img, nuc * body, _textured(_jitter(rng, (0.28, 0.15, 0.42)), tex))
 
 
@@ -401,13 +425,13 @@ _PAINTERS: tuple[tuple[Callable[..., None], tuple[float, float]], ...] = (
 def _smear(g: _Grid, rng: np.random.Generator, zoom: float, n_rbc: int) -> np.ndarray:
     """Background plasma tone plus red cells with central pallor, scattered over the field."""
     bg = _jitter(rng, BACKGROUND, 0.02)
-    img = np.empty((g.size, g.size, 3), np.float32)
+    img = np.empty((*g.shape, 3), np.float32)
     img[:] = bg
-    img *= _chromatin(rng, g.size, max(2, g.size // 4), 0.02)[..., None]
+    img *= _chromatin(rng, g.shape, max(2, g.size // 4), 0.02)[..., None]
     rbc = _jitter(rng, RBC_COLOUR, 0.04)
     for _ in range(n_rbc):
         r = rng.uniform(*RBC_RADIUS) * g.size * zoom
-        x, y = rng.uniform(-0.1, 1.1, 2) * g.size
+        x, y = rng.uniform(-0.1, 1.1, 2) * g.shape[::-1] - (g.ox, g.oy)
         cell = _blob(g, rng, x, y, r, elong=rng.uniform(1.0, 1.15), angle=rng.uniform(0, 6.3))
         _paint(img, cell, _jitter(rng, rbc, 0.015))
         pallor = _blob(g, rng, x, y, 0.3 * r, wobble=0.1, edge=0.4 * r)
@@ -427,13 +451,36 @@ def _stain(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 def render_cell(label: int, size: int, seed: int | Sequence[int]) -> np.ndarray:
     """One synthetic BloodMNIST image of class `label`: (size, size, 3) uint8."""
+    return _render(label, size, (size, size), seed)
+
+
+def render_capture(label: int, seed: int | Sequence[int], *,
+                   crop_px: int = BLOODMNIST_CROP_PX,
+                   capture_px: tuple[int, int] = PBC_CAPTURE_PX) -> np.ndarray:
+    """A raw microscope capture of class `label` like the PBC photos BloodMNIST was cut from:
+    (height, width, 3) uint8 of ``capture_px`` = (width, height), whose centred
+    ``crop_px`` square (``shared.imaging.crop_field_of_view`` with the dataset's
+    ``raw_capture``) is a BloodMNIST-like image at ``crop_px`` and around which the smear
+    goes on (more red cells, same stain). For tests and benches of the field of view."""
+    width, height = capture_px
+    if not 16 <= crop_px <= min(width, height):
+        raise ValueError(f"crop_px must be 16..{min(width, height)}, got {crop_px}")
+    return _render(label, crop_px, (height, width), seed)
+
+
+def _render(label: int, size: int, shape: tuple[int, int], seed: int | Sequence[int]
+            ) -> np.ndarray:
+    """A (height, width) = ``shape`` smear whose centred ``size`` square holds the cell."""
     if label not in range(len(CLASS_NAMES)):
         raise ValueError(f"label must be 0..{len(CLASS_NAMES) - 1}, got {label}")
     rng = np.random.default_rng(seed)
-    g = _Grid.of(size * SUPERSAMPLE)
+    height, width = shape
+    origin = (SUPERSAMPLE * ((width - size) // 2), SUPERSAMPLE * ((height - size) // 2))
+    g = _Grid.of(size * SUPERSAMPLE, (height * SUPERSAMPLE, width * SUPERSAMPLE), origin)
     zoom = float(np.exp(rng.normal(0, SIZE_JITTER)))
     painter, (rmin, rmax) = _PAINTERS[label]
     n_rbc = int(rng.integers(3, 10 if label == 7 else 8))
+    n_rbc = round(n_rbc * height * width / size**2)  # the same density over a wider field
     img = _smear(g, rng, zoom, n_rbc)
     centre = g.size * (0.5 + rng.normal(0, POSITION_JITTER, 2))
     cell = _Cell(
@@ -448,8 +495,8 @@ def render_cell(label: int, size: int, seed: int | Sequence[int]) -> np.ndarray:
     blur = rng.choice([0.0, rng.uniform(0.3, 1.2)]) * SUPERSAMPLE
     if blur > 0:
         out = out.filter(ImageFilter.GaussianBlur(float(blur)))
-    out = out.resize((size, size), Image.Resampling.BOX)
-    arr = np.asarray(out, np.float32) + rng.normal(0, rng.uniform(0.5, 3.0), (size, size, 3))
+    out = out.resize((width, height), Image.Resampling.BOX)
+    arr = np.asarray(out, np.float32) + rng.normal(0, rng.uniform(0.5, 3.0), (*shape, 3))
     return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
 
 

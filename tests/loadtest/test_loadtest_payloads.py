@@ -111,6 +111,23 @@ def test_request_bodies_carry_the_image(tmp_path: Path) -> None:
     (tensor,) = json.loads(payload.oip_json)["inputs"]
     assert (tensor["name"], tensor["datatype"], tensor["shape"]) == ("input", "BYTES", [1])
     assert base64.b64decode(tensor["data"][0]) == data
+    assert payload.input_kind == "raw" and payload.predict_path == "/predict"
+    assert "parameters" not in json.loads(payload.oip_json)  # a raw capture: the default
+
+
+def test_images_of_a_dataset_are_sent_as_dataset_images(tmp_path: Path, dr_dir: Path) -> None:
+    """A service crops a raw capture to its dataset's field of view; images drawn from the
+    dataset itself already have it, so they say ``input=dataset``."""
+    rng = np.random.default_rng(0)
+    splits = {s: (rng.integers(0, 256, (2, 28, 28, 3), dtype=np.uint8),
+                  rng.integers(0, 8, (2, 1), dtype=np.uint8)) for s in ("train", "val", "test")}
+    npz = write_medmnist_npz(tmp_path / "bloodmnist.npz", splits, n_classes=8)
+    for source, profile in ((npz, "camera"), (npz, "small"), (dr_dir, "camera")):
+        for payload in load_pool(PayloadSettings(source=source, profile=profile,
+                                                 size=32)).payloads:
+            assert payload.input_kind == "dataset"
+            assert payload.predict_path == "/predict?input=dataset"
+            assert json.loads(payload.oip_json)["parameters"] == {"input": "dataset"}
 
 
 def test_picker_is_seeded(dr_dir: Path) -> None:

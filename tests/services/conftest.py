@@ -277,3 +277,28 @@ def serve(tmp_path_factory: pytest.TempPathFactory, model_dirs: Callable[[str], 
     yield start
     for server in servers:
         server.stop()
+
+
+# ---------------------------------------------------------------------- field of view
+
+CAPTURE_DATASET = "bloodmnist"
+"""The dataset whose images are a centre crop of the raw capture (``raw_capture``)."""
+
+
+@pytest.fixture(scope="session")
+def capture_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny seeded ONNX BloodMNIST model (its manifest carries the dataset's centre-crop
+    field of view): the model for the raw-capture vs dataset-image tests."""
+    root = tmp_path_factory.mktemp("capture-models")
+    return write_artifacts(root, dataset=CAPTURE_DATASET, stage_sizes=STAGE_SIZES,
+                           image_size=IMAGE_SIZE, runtimes=["onnx"])["onnx"]
+
+
+@pytest.fixture(scope="session")
+def capture_server(tmp_path_factory: pytest.TempPathFactory, capture_model_dir: Path
+                   ) -> Iterator[Server]:
+    """A real gunicorn service of :func:`capture_model_dir`."""
+    server = Server("onnx", capture_model_dir, tmp_path_factory.mktemp("capture-server"),
+                    WORKERS=1, THREADS=8, INTRA_OP_THREADS=1, MAX_BATCH_SIZE=MAX_BATCH_SIZE)
+    yield server.wait_ready()
+    server.stop()

@@ -55,7 +55,9 @@ def test_predict_json_multipart(atol, runtime, client, predictor, make_image, ex
     response = client.post("/predict", data={"image": (io.BytesIO(data), "eye.png")})
     body = response.get_json()
     assert response.status_code == 200, body
-    assert list(body) == ["label", "class_index", "probabilities", "model", "timings_ms"]
+    assert list(body) == ["label", "class_index", "probabilities", "model", "timings_ms",
+                          "input"]
+    assert body["input"] == {"kind": "raw", "centre_crop": 1.0, "field_of_view": "the whole image"}
     assert list(body["probabilities"]) == CLASSES
     probs = np.array(list(body["probabilities"].values()))
     np.testing.assert_allclose(probs, expected(data), atol=atol)
@@ -210,7 +212,8 @@ def test_metrics_count_requests_stages_batches(runtime, client, make_image) -> N
 
 def test_oip_server_endpoints(runtime, client) -> None:
     meta = client.get("/v2").get_json()
-    assert meta["name"] == f"versus-{runtime}" and meta["extensions"] == []
+    assert meta["name"] == f"versus-{runtime}"
+    assert meta["extensions"] == ["binary_tensor_data"]
     assert client.get("/v2/health/live").get_json() == {"live": True}
     assert client.get("/v2/health/ready").get_json() == {"ready": True}
 

@@ -1,6 +1,7 @@
 """The upload form in a real headless Chromium against a real service: label-driven upload,
 the result page (thumbnail, every class with its bar, latency), a phone-sized viewport with
-no sideways scrolling, no CSP violations, and the HTML error page.
+no sideways scrolling, no CSP violations, the HTML error page, and the raw-capture /
+dataset-image choice on a BloodMNIST model's form.
 
 Skips when Debian's ``chromium`` / ``chromedriver`` are not installed. Selenium is given the
 driver path explicitly, so Selenium Manager never tries to download anything.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +32,9 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from shared.datasets import get_dataset_spec, synth_blood  # noqa: E402
+from shared.imaging import crop_field_of_view  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +116,44 @@ def test_form_error_page(server, browser) -> None:
     assert "no file" in alert.text and "Error 400" in browser.title
     browser.find_element(By.LINK_TEXT, "Back to the upload form").click()
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "image")))
+
+
+def upload_through_form(browser, server, path: Path, *, choice: str | None = None
+                        ) -> list[float]:
+    """Fill the form (picking the ``input`` radio by its label), submit, return the bars."""
+    browser.get(server.url("/"))
+    if choice is not None:
+        browser.find_element(By.CSS_SELECTOR, f"label[for=input-{choice}]").click()
+        assert browser.find_element(By.ID, f"input-{choice}").is_selected()
+    browser.find_element(By.ID, "image").send_keys(str(path))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "meter")))
+    meters = browser.find_elements(By.CSS_SELECTOR, "table.probs meter")
+    return [float(m.get_attribute("value")) for m in meters]
+
+
+def test_form_field_of_view_choice(capture_server, browser, tmp_path) -> None:
+    """BloodMNIST's form offers "a raw capture" (checked) and "already a bloodmnist image";
+    a capture sent raw and its centre crop sent as a dataset image get the same answer."""
+    capture = Image.fromarray(synth_blood.render_capture(1, 5))
+    raw_path, crop_path = tmp_path / "capture.png", tmp_path / "crop.png"
+    capture.save(raw_path)
+    crop_field_of_view(capture, get_dataset_spec("bloodmnist").raw_capture).save(crop_path)
+
+    browser.get(capture_server.url("/"))
+    assert browser.find_element(By.ID, "input-raw").is_selected()
+    help_text = browser.find_element(By.ID, "input-raw-help").text
+    assert "The centre 56% of the shorter side is cropped" in help_text
+    assert no_sideways_scroll(browser)
+    raw = upload_through_form(browser, capture_server, raw_path)
+    facts = browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+    assert "raw capture, the centre 56% of the shorter side kept" in facts
+    assert "field of view the model saw" in browser.find_element(By.TAG_NAME, "figcaption").text
+    label = browser.find_element(By.CSS_SELECTOR, "h1 .label").text
+
+    cropped = upload_through_form(browser, capture_server, crop_path, choice="dataset")
+    assert "bloodmnist image, used as it is" in browser.find_element(By.CSS_SELECTOR,
+                                                                     "dl.facts").text
+    assert browser.find_element(By.CSS_SELECTOR, "h1 .label").text == label
+    assert cropped == raw
+    assert severe_console_messages(browser) == []

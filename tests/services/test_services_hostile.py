@@ -12,6 +12,7 @@ decode memory budget, a queue of 32 images.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import socket
@@ -25,8 +26,9 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from tritonclient.http import InferResult
 
-from shared.imaging import decode_image
+from shared.imaging import PreprocessSpec, decode_image, preprocess
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +40,7 @@ QUEUE_SIZE = 32
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
 PREDICT = "/predict"
 INFER = "/v2/models/dr/infer"
+BINARY_HEADER = "Inference-Header-Content-Length"
 
 
 # ---------------------------------------------------------------------- payloads
@@ -157,6 +160,40 @@ def oip(id: str, status: int, words: str, body: bytes | dict | list, *,
         content_type: str | None = "application/json", **kw: object) -> Case:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return raw_body(id, status, words, data, content_type, path=INFER, **kw)
+
+
+def prefixed(data: bytes) -> bytes:
+    """One BYTES element in the binary form: 4-byte little-endian length, then the data."""
+    return struct.pack("<I", len(data)) + data
+
+
+def framed_request(*, datatype: str = "FP32", shape: list[int] | None = None,
+                   data: bytes | None = None, size: object = None,
+                   extra: dict | None = None, request: dict | None = None
+                   ) -> tuple[bytes, bytes]:
+    """(JSON header, binary data) of a binary-data request: one input whose
+    ``binary_data_size`` is ``size`` (default: the data's length), ``request`` merged in."""
+    data = bytes(FLOATS * 4) if data is None else data
+    tensor = {"name": "input", "datatype": datatype, "shape": shape or [1, SIZE, SIZE, 3],
+              "parameters": {"binary_data_size": len(data) if size is None else size},
+              **(extra or {})}
+    return json.dumps({"inputs": [tensor], **(request or {})}).encode(), data
+
+
+def binary(id: str, status: int, words: str, *,
+           header_length: str | Callable[[int, int], str] | None = "auto",
+           content_type: str = "application/octet-stream", **request: object) -> Case:
+    """A binary-data request whose ``Inference-Header-Content-Length`` is the JSON's length
+    (``"auto"``), absent (``None``), a given text, or ``f(json_length, binary_length)``."""
+    head, data = framed_request(**request)
+    headers = {"Content-Type": content_type}
+    if header_length == "auto":
+        headers[BINARY_HEADER] = str(len(head))
+    elif callable(header_length):
+        headers[BINARY_HEADER] = header_length(len(head), len(data))
+    elif header_length is not None:
+        headers[BINARY_HEADER] = header_length
+    return Case(id, status, words, path=INFER, body=head + data, headers=headers)
 
 
 def chunked(id: str, status: int, words: str, path: str, chunks: bytes, *,
@@ -279,9 +316,6 @@ OIP_CASES = [
     oip("oip-image-type", 415, "Content-Type", infer_json(), content_type="image/png"),
     oip("oip-multipart-type", 415, "Content-Type", infer_json(),
         content_type="multipart/form-data; boundary=x"),
-    Case("oip-binary-extension", 415, "binary_data=False", path=INFER, body=infer_json(),
-         headers={"Content-Type": "application/octet-stream",
-                  "Inference-Header-Content-Length": str(len(infer_json()))}),
     oip("oip-body-over-json-limit", 413, "too large",
         b'{"inputs": [], "pad": "' + bytes(MAX_BODY_BYTES - 100).replace(b"\0", b"a") + b'"}'),
     Case("oip-unknown-model", 404, "unknown model", path="/v2/models/resnet/infer",
@@ -290,6 +324,51 @@ OIP_CASES = [
          path="/v2/models/dr/versions/7/infer", body=infer_json(),
          headers={"Content-Type": "application/json"}),
     Case("oip-get-infer", 405, "method", method="GET", path=INFER),
+]
+
+BINARY_CASES = [
+    binary("bin-header-past-body", 400, "past the end", header_length=lambda n, b: str(n + b + 1)),
+    binary("bin-header-negative", 400, "non-negative decimal", header_length="-5"),
+    binary("bin-header-not-integer", 400, "non-negative decimal", header_length="12.5"),
+    binary("bin-header-text", 400, "non-negative decimal", header_length="twelve"),
+    binary("bin-header-huge", 400, "past the end", header_length=str(2**62)),
+    binary("bin-header-missing", 400, "Inference-Header-Content-Length", header_length=None),
+    binary("bin-header-missing-no-data", 400, "no Inference-Header-Content-Length",
+           data=b"", header_length=None),
+    binary("bin-header-cuts-json", 400, "JSON header", header_length=lambda n, b: str(n - 5)),
+    binary("bin-header-zero", 400, "not valid JSON", header_length="0"),
+    binary("bin-sizes-short", 400, "add up to", size=FLOATS * 4, data=bytes(FLOATS * 4 + 8)),
+    binary("bin-size-past-data", 400, "bytes of binary data are left", size=FLOATS * 4 + 4),
+    binary("bin-size-huge", 400, "bytes of binary data are left", size=2**62),
+    binary("bin-size-negative", 400, "non-negative integer", size=-4),
+    binary("bin-size-string", 400, "non-negative integer", size=str(FLOATS * 4)),
+    binary("bin-size-vs-shape", 400, "does not match shape", data=bytes(100)),
+    binary("bin-data-and-size", 400, "both JSON", extra={"data": [0.0] * FLOATS}),
+    binary("bin-fp32-nan", 400, "NaN or infinity",
+           data=np.full(FLOATS, np.nan, np.float32).tobytes()),
+    binary("bin-fp32-inf", 400, "NaN or infinity",
+           data=np.full(FLOATS, -np.inf, np.float32).tobytes()),
+    binary("bin-bytes-element-past", 400, "declares 4,294,967,295 bytes", datatype="BYTES",
+           shape=[1], data=struct.pack("<I", 2**32 - 1) + PNG),
+    binary("bin-bytes-trailing", 400, "after its 1 declared", datatype="BYTES", shape=[1],
+           data=prefixed(PNG) + b"xx"),
+    binary("bin-bytes-count", 400, "ends before element 1 of 2", datatype="BYTES", shape=[2],
+           data=prefixed(PNG)),
+    binary("bin-bytes-text", 400, "not a recognised", datatype="BYTES", shape=[1],
+           data=prefixed(b"hello")),
+    binary("bin-bytes-gif", 415, "GIF", datatype="BYTES", shape=[1],
+           data=prefixed(encoded("GIF"))),
+    binary("bin-bytes-bomb", 413, "pixels", datatype="BYTES", shape=[1],
+           data=prefixed(png_header_only(100_000, 100_000))),
+    binary("bin-output-flag-not-bool", 400, "true or false",
+           request={"outputs": [{"name": "label", "parameters": {"binary_data": "yes"}}]}),
+    binary("bin-request-flag-not-bool", 400, "true or false",
+           request={"parameters": {"binary_data_output": 1}}),
+    binary("bin-request-parameters-list", 400, "parameters", request={"parameters": []}),
+    binary("bin-too-many-images", 413, f"1 to {QUEUE_SIZE} images",
+           shape=[QUEUE_SIZE + 1, SIZE, SIZE, 3], data=bytes((QUEUE_SIZE + 1) * FLOATS * 4)),
+    binary("bin-body-over-limit", 413, "too large", data=bytes(MAX_BODY_BYTES)),
+    binary("bin-image-type", 415, "Content-Type", content_type="image/png"),
 ]
 
 FRAMING_CASES = [
@@ -309,7 +388,7 @@ FRAMING_CASES = [
     short_body("infer-short-content-length", INFER, "application/json"),
 ]
 
-CASES = MULTIPART_CASES + RAW_CASES + OIP_CASES + FRAMING_CASES
+CASES = MULTIPART_CASES + RAW_CASES + OIP_CASES + BINARY_CASES + FRAMING_CASES
 
 
 # ---------------------------------------------------------------------- server + checks
@@ -459,4 +538,67 @@ def test_malformed_framing_on_a_keep_alive_connection(server, good_answer, basel
     reply = raw_exchange(server.port, request, half_close=True)
     assert reply.status == 400 and "chunk size" in json.loads(reply.text.split("\n")[0])["error"]
     assert "HTTP/1.1 200" not in reply.text
+    assert_still_serving(server, good_answer, baseline)
+
+
+# ---------------------------------------------------------------------- binary tensor data
+
+
+def test_binary_framing_at_the_http_level(server, good_answer, baseline) -> None:
+    """Over a raw socket: an ``Inference-Header-Content-Length`` past the ``Content-Length``
+    is refused even when more bytes follow on the connection (the body ends where HTTP says),
+    a body cut short of its ``Content-Length`` is refused, not framed from what came, and a
+    chunked body is framed like any other once its chunks are joined."""
+    head, data = framed_request()
+    body = head + data
+
+    def post(header_length: int, payload: bytes) -> bytes:
+        return (f"POST {INFER} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n"
+                f"{BINARY_HEADER}: {header_length}\r\nConnection: close\r\n\r\n"
+                ).encode() + payload
+
+    reply = raw_exchange(server.port, post(len(body) + 16, body + bytes(16)), half_close=True)
+    assert reply.status == 400 and "past the end of the 12," in reply.text, reply.text
+    reply = raw_exchange(server.port, post(len(head), body[:len(head) + 100]), half_close=True)
+    assert reply.status == 400 and "ended before its declared length" in reply.text
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 5000]), body[i:i + 5000])
+                      for i in range(0, len(body), 5000)) + b"0\r\n\r\n"
+    reply = raw_exchange(server.port, (  # no Content-Length: the chunks say where it ends
+        f"POST {INFER} HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
+        f"{BINARY_HEADER}: {len(head)}\r\nConnection: close\r\n\r\n").encode() + chunks)
+    assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"
+    assert json.loads(reply.text)["outputs"][0]["name"] == "probabilities"
+    assert_still_serving(server, good_answer, baseline)
+
+
+def test_binary_requests_on_one_keep_alive_connection(server, predictor, expected,
+                                                      good_answer, baseline) -> None:
+    """Bad and good binary requests alternate on one kept-alive connection: each bad one
+    gets its 400, each good one its binary answer (read back by ``tritonclient``)."""
+    spec = PreprocessSpec.from_manifest_input(predictor.manifest.input.to_dict())
+    image = encoded("PNG", (48, 40), "RGB")
+    rows = preprocess(image, spec)[None]
+    good = framed_request(data=rows.tobytes(), request={"parameters": {"binary_data_output":
+                                                                       True}})
+    bad = framed_request(datatype="BYTES", shape=[1], data=struct.pack("<I", 2**31) + PNG)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        for head, data in (bad, good, bad, good):
+            connection.request("POST", INFER, body=head + data,
+                               headers={BINARY_HEADER: str(len(head))})
+            response = connection.getresponse()
+            body = response.read()
+            if head is bad[0]:
+                assert response.status == 400, body
+                assert "declares 2,147,483,648 bytes" in json.loads(body)["error"]
+                continue
+            assert response.status == 200, body
+            assert response.getheader("Content-Type") == "application/octet-stream"
+            length = int(response.getheader(BINARY_HEADER))
+            result = InferResult.from_response_body(body, header_length=length)
+            np.testing.assert_allclose(result.as_numpy("probabilities"), [expected(image)],
+                                       atol=1e-5)
+            assert result.as_numpy("label")[0].decode() in predictor.manifest.class_names
+    finally:
+        connection.close()
     assert_still_serving(server, good_answer, baseline)

@@ -59,6 +59,7 @@ def test_training_cli_all_writes_valid_artifacts(trained, framework):
     assert verify_model_file(directory, manifest).name == manifest.file_name
     assert manifest.framework == framework and manifest.dataset == "bloodmnist"
     assert manifest.architecture["stage_sizes"] == list(TINY)
+    assert manifest.input.raw_capture == BLOOD.raw_capture  # the field of view travels
     assert manifest.parameter_count == 8_032_328
     training = manifest.training
     assert training["epochs"] == EPOCHS and training["init"] == "random(torch, seed=0)"
@@ -107,6 +108,7 @@ def test_training_cli_all_exports_onnx_from_torch(trained):
     assert manifest.file_name == "model.onnx"
     assert manifest.provenance["exported_from"] == "torch"
     assert manifest.provenance["source_sha256"] == read_manifest(torch_dir).sha256
+    assert manifest.input.raw_capture == BLOOD.raw_capture
 
 
 def test_training_cli_all_writes_the_comparison_table(trained, capsys):
