@@ -54,6 +54,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.threadnames import name_this_thread
+
+THREAD_NAME = "versus-batcher"
+"""The batcher thread's name, in Python and in the OS (its runtime's own threads inherit the
+latter, see ``services.threadnames``)."""
 PredictFn = Callable[[np.ndarray], np.ndarray]
 Rows = np.ndarray | Sequence[np.ndarray]
 """Images to queue: an (N, ...) array, or N arrays of one image each (no copy into one)."""
@@ -139,7 +144,7 @@ class DynamicBatcher:
         and this returns once it is done, raising what it raised."""
         ready: Future[None] = Future()
         self._thread = threading.Thread(target=self._loop, args=(setup, ready),
-                                        name="versus-batcher", daemon=True)
+                                        name=THREAD_NAME, daemon=True)
         self._thread.start()
         ready.result()
 
@@ -269,6 +274,7 @@ class DynamicBatcher:
     # ------------------------------------------------------------------ batcher thread
 
     def _loop(self, setup: Callable[[], None] | None, ready: Future[None]) -> None:
+        name_this_thread(THREAD_NAME)  # before setup: the runtime's pools inherit the name
         try:
             if setup is not None:
                 setup()

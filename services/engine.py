@@ -50,7 +50,7 @@ from shared.imaging import (
     finish_decode,
     normalize,
     open_image,
-    to_square_uint8,
+    square_pixels,
 )
 from shared.manifest import Manifest, read_manifest
 from shared.runtimes import get_runtime
@@ -244,7 +244,7 @@ class InferenceEngine:
             buffer = io.BytesIO()
             Image.new("RGB", (2 * size, size), (128, 96, 64)).save(buffer, format=fmt)
             image = decode_image(buffer.getvalue(), target_size=size)
-            row = normalize(to_square_uint8(image, size), self.spec)
+            row = normalize(square_pixels(image, size), self.spec)
         return row
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -289,7 +289,7 @@ class InferenceEngine:
                     image = finish_decode(header)
                     t1 = time.perf_counter()
                     image = crop_field_of_view(image, fov)
-                    rows.append(normalize(to_square_uint8(image, size), self.spec))
+                    rows.append(normalize(square_pixels(image, size), self.spec))
                     if keep_image:
                         image.thumbnail((keep_image, keep_image))
                 timings.decode += t1 - t0

@@ -413,6 +413,13 @@ def to_square_uint8(img: Image.Image, size: int) -> np.ndarray:
     return np.array(_square(img, size))
 
 
+def square_pixels(img: Image.Image, size: int) -> np.ndarray:
+    """:func:`to_square_uint8`'s pixels as a read-only array, one copy fewer (for callers
+    that only read them, like :func:`normalize`); an image already ``size`` px square is
+    not resized at all (Pillow's same-size resize is a plain copy: same pixels)."""
+    return np.asarray(_square(img, size))
+
+
 def _square(img: Image.Image, size: int) -> Image.Image:
     """Crop+resize as a Pillow image (internal: callers that only read skip a copy).
 
@@ -427,6 +434,8 @@ def _square(img: Image.Image, size: int) -> Image.Image:
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
         img = img.crop((left, top, left + side, top + side))
+    if img.size == (size, size):
+        return img
     return img.resize((size, size), RESIZE_FILTER)
 
 

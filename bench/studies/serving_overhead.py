@@ -34,7 +34,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,9 +48,9 @@ from bench.load.threads import run_clients
 from bench.proctree import tree_cpu_seconds
 from bench.scrape import scrape, total_growth
 from bench.services import LocalServiceSettings, start_service
-from shared.models import parse_stage_sizes
+from bench.studies import add_output_args, study_artifacts
 from shared.processes import REPO, child_environment, emit_result, parse_result, usable_cpu_count
-from training.fixtures import RUNTIMES, runtime_model_dir, write_artifacts
+from training.fixtures import RUNTIMES
 
 OVERHEAD_TARGET_MS = 5.0
 EFFICIENCY_TARGET = 0.9
@@ -343,10 +342,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     p.add_argument("--rounds", type=int, default=4,
                    help="HTTP phases, each between two in-process ones (default: 4)")
-    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "versus-bench",
-                   help="artifacts and logs, reused between runs (default: $TMPDIR/versus-bench)")
-    p.add_argument("--out", type=Path, default=REPO / "reports",
-                   help="where serving_overhead.{json,md} go (default: reports/)")
+    add_output_args(p, "serving_overhead")
     p.add_argument("--in-process", metavar="RUNTIME", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     return p
@@ -362,15 +358,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     runtimes = args.runtimes.split(",")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    root = args.workdir / f"models-{args.stage_sizes}-{args.image_size}"
-    missing = [rt for rt in runtimes
-               if not (runtime_model_dir(root, "dr", rt, "1") / "manifest.json").exists()]
-    if missing:
-        write_artifacts(root, dataset="dr", stage_sizes=parse_stage_sizes(args.stage_sizes),
-                        image_size=args.image_size, runtimes=missing)
+    model_dirs = study_artifacts(args.workdir, args.stage_sizes, args.image_size, runtimes)
     results = []
     for runtime in runtimes:  # one at a time: never two runtimes competing for the cores
-        results.append(bench_runtime(runtime, runtime_model_dir(root, "dr", runtime, "1"), args))
+        results.append(bench_runtime(runtime, model_dirs[runtime], args))
         print(json.dumps(results[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving_overhead.json").write_text(json.dumps(results, indent=2) + "\n")

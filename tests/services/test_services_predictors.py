@@ -185,3 +185,16 @@ def test_torch_variants_on_a_gpu(model_dirs) -> None:
     assert reduced.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     compiled.warmup(8)
     np.testing.assert_allclose(compiled.predict(images), eager.predict(images), atol=1e-3)
+
+
+def test_openvino_reads_its_version_once_not_for_every_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # every answer's model block names the framework version: scanning the installed
+    # distributions for it (importlib.metadata, ~0.5 ms) cost more than the JSON itself
+    from importlib import metadata
+
+    openvino_predictor = pytest.importorskip("services.predictors.openvino")
+    expected = metadata.version("openvino")
+    monkeypatch.setattr(openvino_predictor.metadata, "version",
+                        lambda name: pytest.fail(f"metadata.version({name!r}) per call"))
+    assert openvino_predictor.OpenVinoPredictor.version.fget(None) == expected

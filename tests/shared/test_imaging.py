@@ -18,6 +18,7 @@ from PIL import Image, ImageFile
 
 from shared import imaging
 from shared.imaging import (
+    RESIZE_FILTER,
     AugmentDraw,
     AugmentParams,
     ImageError,
@@ -34,6 +35,7 @@ from shared.imaging import (
     preprocess,
     preprocess_batch,
     sample_augment,
+    square_pixels,
     to_square_uint8,
 )
 
@@ -535,3 +537,17 @@ def test_augment_rejects_non_rgb_uint8() -> None:
         augment(np.zeros((8, 8), np.uint8), np.random.default_rng(0))
     with pytest.raises(ValueError, match="uint8"):
         augment(np.zeros((8, 8, 3), np.float32), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("shape, mode", [((24, 24), "RGB"), ((40, 32), "RGB"),
+                                         ((32, 40), "RGB"), ((24, 24), "L"), ((16, 16), "RGBA")])
+def test_square_pixels_are_to_square_uint8s_without_the_copies(shape: tuple[int, int],
+                                                               mode: str) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (*shape, 3), np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    view = square_pixels(image, 24)
+    assert np.array_equal(view, to_square_uint8(image, 24)) and view.dtype == np.uint8
+    assert not view.flags.writeable  # only for callers that read
+    # the skipped same-size resize is a plain copy in Pillow: the very same pixels
+    rgb = image.convert("RGB")
+    assert np.array_equal(np.asarray(rgb.resize(rgb.size, RESIZE_FILTER)), np.asarray(rgb))
