@@ -75,7 +75,7 @@ from bench.config import BenchConfig
 from bench.environment import collect_environment
 from bench.load import openloop
 from bench.load.locust_runner import LevelPlan, LocustSetup, run_level
-from bench.load.payloads import Payloads, load_payloads
+from bench.load.payloads import LOADTEST_URL_VARIABLE, Payloads, load_payloads
 from bench.proctree import tree_cpu_seconds
 from bench.report.training_info import parity_section, training_table
 from bench.services import (
@@ -122,7 +122,7 @@ def locust_setup(cfg: BenchConfig) -> LocustSetup:
     return LocustSetup(locustfile=cfg.locustfile,
                        selection=lambda framework: ["--tags", framework],
                        env=cfg.payload.env(),
-                       url_variable=lambda framework: f"VERSUS_{framework.upper()}_URL",
+                       url_variable=LOADTEST_URL_VARIABLE,
                        cpus=cfg.loadgen_cpus)
 
 
