@@ -206,10 +206,17 @@ class Run:
                 record["in_process"] = {"error": str(exc)}
 
     def size_sweep(self) -> dict[str, Any]:
+        """Random-init models of the served architecture at every size, base rows only: the
+        sweep asks what input size costs each runtime, and a variant's random-weight int8
+        model would need quantising at every size (its speed-up shows in the in-process,
+        served and verdict tables)."""
         cfg = self.cfg
-        if not cfg.image_sizes or not self.services:
+        table = runtimes()
+        swept = {fw: s for fw, s in self.services.items()
+                 if not (fw in table and table[fw].is_variant)}
+        if not cfg.image_sizes or not swept:
             return {}
-        first = next(iter(self.services.values()))
+        first = next(iter(swept.values()))
         manifest_dir = self.dir / "work" / "manifest"
         manifest_dir.mkdir(parents=True, exist_ok=True)
         (manifest_dir / "manifest.json").write_text(json.dumps(first.manifest))
@@ -221,13 +228,13 @@ class Run:
         self.log(f"image-size sweep {sizes} px: building random-init artifacts (cached)")
         try:
             built = inprocess.run_child(
-                ["build", *common, "--frameworks", ",".join(self.services)],
+                ["build", *common, "--frameworks", ",".join(swept)],
                 logs / "sizes-build.log")
         except inprocess.ChildError as exc:
             return {"error": str(exc)}
         result: dict[str, Any] = {"sizes": list(cfg.image_sizes), "batch": cfg.size_batch,
                                   "stage_sizes": built["stage_sizes"], "frameworks": {}}
-        for framework in self.services:
+        for framework in swept:
             self.log(f"{framework}: image-size sweep")
             try:
                 result["frameworks"][framework] = inprocess.run_child(

@@ -83,7 +83,7 @@ def test_gate_scores_every_variant_through_its_service(gated_run: tuple[Path, di
 
     model_dir = int8_models / "bloodmnist" / "onnx" / "1"
     test = load_test_split("bloodmnist", blood_npz, TEST_IMAGES, 0)
-    spec = PreprocessSpec.from_manifest_input(read_manifest(model_dir).input.__dict__)
+    spec = PreprocessSpec.from_manifest_input(read_manifest(model_dir).input.to_dict())
     batch = np.stack([preprocess(data, spec) for data, _ in test.images])
     probs = load_predictor("onnx", model_dir, threads=1).predict(batch)
     in_process = float(np.mean(np.argmax(probs, axis=1) == test.labels))
