@@ -3,7 +3,6 @@ front and the headline, on the recorded results.json with two variants added."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from bench.report import plots
 from bench.report.render import write_report
 from bench.report.tables import all_tables
 
+AddVariant = Any  # conftest.add_variant
 
 def spread(value: float) -> dict[str, Any]:
     return {"min": value, "median": value, "max": value, "n": 1, "values": [value]}
@@ -74,27 +74,9 @@ def test_instance_type_and_price(tmp_path: Path) -> None:
     assert "no price known for x1.huge" in pricing.hourly_price(None, "x1.huge")["reason"]
 
 
-def add_variant(results: dict[str, Any], name: str, parent: str, speed: float,
-                top1: float, verdict: str) -> None:
-    """A variant row: its parent's record with every throughput scaled by ``speed``."""
-    variant = copy.deepcopy(results["services"][parent])
-    variant["framework"] = name
-    for lv in variant["closed_loop"]["levels"]:
-        for key in ("min", "median", "max"):
-            lv["throughput_rps"][key] *= speed
-    peak = variant["closed_loop"]["peak"]
-    for key in ("min", "median", "max"):
-        peak["throughput_rps"][key] *= speed
-    results["services"][name] = variant
-    base = results["accuracy_gate"]["services"][parent]
-    results["accuracy_gate"]["services"][name] = {
-        **base, "top1": top1, "value": top1, "precision": "int8", "verdict": verdict,
-        "parent": parent, "parent_value": base["top1"], "agreement": 0.97,
-        "ratio_to_parent": top1 / base["top1"], "reason": f"{verdict} (recorded)"}
-
-
 @pytest.fixture
-def with_variants(recorded_results: dict[str, Any]) -> dict[str, Any]:
+def with_variants(recorded_results: dict[str, Any], add_variant: AddVariant
+                  ) -> dict[str, Any]:
     """onnx-int8 passes at 3x onnx; torch-bf16 is faster still but fails the gate."""
     add_variant(recorded_results, "onnx-int8", "onnx", 3.0, 0.8101, "pass")
     add_variant(recorded_results, "torch-bf16", "torch", 5.0, 0.70, "fail")
