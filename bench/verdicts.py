@@ -56,7 +56,9 @@ def goodput(record: Mapping[str, Any], slo_p99_ms: float) -> dict[str, Any]:
             continue
         lowest_p99 = min(p99["median"], lowest_p99 or p99["median"])
         if p99["median"] <= slo_p99_ms:
-            candidates.append((rate["median"], f"closed loop, {level['users']} users",
+            users = level["users"]
+            candidates.append((rate["median"],
+                               f"closed loop, {users} user{'' if users == 1 else 's'}",
                                p99["median"]))
     open_loop = record.get("open_loop") or {}
     ol_p99 = (open_loop.get("latency_ms") or {}).get("p99")
