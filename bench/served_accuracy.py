@@ -126,6 +126,9 @@ def classify(url: str, images: Sequence[tuple[bytes, str]], class_names: Sequenc
             return False
         return True
 
-    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+    pool = ThreadPoolExecutor(max(1, concurrency))
+    try:
         answered = list(pool.map(one, range(len(images))))
+    finally:  # Ctrl-C: drop the images not yet sent instead of sending them all first
+        pool.shutdown(wait=True, cancel_futures=True)
     return probabilities, [i for i, ok in enumerate(answered) if not ok]

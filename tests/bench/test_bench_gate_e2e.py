@@ -113,3 +113,21 @@ def test_unreadable_eval_data_is_refused(tmp_path: Path) -> None:
     broken.write_bytes(b"not a zip")
     with pytest.raises(EvalDataError, match="cannot read the bloodmnist test split"):
         load_test_split("bloodmnist", broken)
+
+
+def test_an_image_the_service_refuses_is_counted_not_guessed(
+        int8_models: Path, blood_npz: Path, tmp_path: Path) -> None:
+    from bench.served_accuracy import classify
+    from bench.services import LocalServiceSettings, ServicePool, start_service
+
+    test = load_test_split("bloodmnist", blood_npz, 2, 0)
+    model_dir = int8_models / "bloodmnist" / "onnx" / "1"
+    with ServicePool() as pool:
+        service = pool.add(start_service("onnx", model_dir, tmp_path,
+                                         LocalServiceSettings(intra_op_threads=1)))
+        service.wait_ready(240.0)
+        images = [test.images[0], (b"\x89PNG but broken", "image/png"), test.images[1]]
+        probs, missing = classify(service.url, images, service.manifest["class_names"])
+    assert missing == [1]
+    assert np.isnan(probs[1]).all()
+    assert np.allclose(probs[[0, 2]].sum(axis=1), 1.0, atol=1e-4)
