@@ -35,11 +35,42 @@ class EvalDataError(ValueError):
     """The evaluation data cannot be read as a labelled test split."""
 
 
+class EncodedPixels(Sequence[tuple[bytes, str]]):
+    """uint8 images, each encoded as PNG when it is sent (a full split is never held
+    encoded and decoded at once)."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: int) -> tuple[bytes, str]:  # type: ignore[override]
+        buffer = io.BytesIO()
+        Image.fromarray(self.pixels[index]).save(buffer, format="PNG")
+        return buffer.getvalue(), "image/png"
+
+
+class ImageFiles(Sequence[tuple[bytes, str]]):
+    """Image files, each read when it is sent (a DR test split is gigabytes of photos)."""
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        self.files = tuple(files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[bytes, str]:  # type: ignore[override]
+        data = self.files[index].read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            return data, Image.MIME.get(image.format or "", "application/octet-stream")
+
+
 @dataclass(frozen=True)
 class TestSet:
-    """Encoded test images, their labels, and where they came from."""
+    """The test images (encoded when sent), their labels, and where they came from."""
 
-    images: tuple[tuple[bytes, str], ...]
+    images: Sequence[tuple[bytes, str]]
     """(file bytes, Content-Type) per image."""
     labels: np.ndarray
     source: str
@@ -60,17 +91,6 @@ def is_dataset(path: Path) -> bool:
     return path.suffix == ".npz" or any((path / f).is_file() for f in DR_LABEL_FILES)
 
 
-def _png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _content_type(data: bytes) -> str:
-    with Image.open(io.BytesIO(data)) as image:
-        return Image.MIME.get(image.format or "", "application/octet-stream")
-
-
 def _sample(n: int, max_images: int | None, seed: int) -> np.ndarray:
     if max_images is None or n <= max_images:
         return np.arange(n)
@@ -89,17 +109,23 @@ def load_test_split(dataset: str, path: Path, max_images: int | None = None, see
         except (DatasetError, OSError, KeyError, ValueError) as exc:
             raise EvalDataError(f"{path}: cannot read the {dataset} test split: {exc}"
                                 ) from exc
+        if not len(test):
+            raise EvalDataError(f"{path}: the {dataset} {SPLIT} split is empty")
         keep = _sample(len(test), max_images, seed)
-        images = tuple((_png(test.images[i]), "image/png") for i in keep)
-        return TestSet(images, np.asarray(test.labels)[keep], str(path), len(test))
+        return TestSet(EncodedPixels(test.images[keep]), np.asarray(test.labels)[keep],
+                       str(path), len(test))
     if is_dataset(path):
-        from shared.datasets import index_dr
+        from shared.datasets import DatasetError, index_dr
 
-        records = [r for r in index_dr(path, write_splits=False) if r.split == SPLIT]
+        try:
+            records = [r for r in index_dr(path, write_splits=False) if r.split == SPLIT]
+        except (DatasetError, OSError, ValueError) as exc:
+            raise EvalDataError(f"{path}: cannot read the DR test split: {exc}") from exc
+        if not records:
+            raise EvalDataError(f"{path}: the DR dataset has no {SPLIT} images")
         keep = _sample(len(records), max_images, seed)
         chosen = [records[i] for i in keep]
-        files = [r.file.read_bytes() for r in chosen]
-        return TestSet(tuple((data, _content_type(data)) for data in files),
+        return TestSet(ImageFiles([r.file for r in chosen]),
                        np.asarray([r.level for r in chosen], dtype=np.int64), str(path),
                        len(records))
     raise EvalDataError(f"{path} is neither a MedMNIST .npz nor a DR dataset directory")
@@ -114,8 +140,8 @@ def classify(url: str, images: Sequence[tuple[bytes, str]], class_names: Sequenc
     probabilities = np.full((len(images), len(class_names)), np.nan)
 
     def one(index: int) -> bool:
-        body, content_type = images[index]
         try:
+            body, content_type = images[index]
             status, answer = client.post("/predict", body, {
                 "Content-Type": content_type, "Accept": "application/json"})
             if status != 200:

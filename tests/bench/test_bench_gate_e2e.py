@@ -15,7 +15,7 @@ from bench.config import profile_config
 from bench.load.payloads import PayloadOptions
 from bench.report.render import write_report
 from bench.runner import run_bench
-from bench.served_accuracy import EvalDataError, load_test_split
+from bench.served_accuracy import load_test_split
 
 pytestmark = pytest.mark.slow
 
@@ -104,15 +104,6 @@ def test_verdicts_and_report_of_the_gated_run(gated_run: tuple[Path, dict[str, A
     assert "Accuracy gate: the test split through the served path" in markdown
     assert "are randomly initialised" in markdown  # the fixtures' models: accuracy is noise
     assert (report_dir / "plots" / "pareto.png").is_file()
-
-
-def test_unreadable_eval_data_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(EvalDataError, match="neither a MedMNIST"):
-        load_test_split("bloodmnist", tmp_path)
-    broken = tmp_path / "broken.npz"
-    broken.write_bytes(b"not a zip")
-    with pytest.raises(EvalDataError, match="cannot read the bloodmnist test split"):
-        load_test_split("bloodmnist", broken)
 
 
 def test_an_image_the_service_refuses_is_counted_not_guessed(
