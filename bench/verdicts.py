@@ -114,8 +114,8 @@ def headline(rows: Mapping[str, Mapping[str, Any]], gate_skipped: str | None) ->
     base_speed = (rows.get(base) or {}).get("served_images_per_s")
     precision = rows[best].get("precision") or "fp32"
     if base == best:
-        sentence = (f"Fastest: {best} (plain {precision}) at {speed:.1f} served img/s; no "
-                    f"variant that passes the accuracy gate is faster.")
+        sentence = f"Fastest: {best} (plain {precision}) at {speed:.1f} served img/s" + (
+            "." if gate_skipped else "; no variant that passes the accuracy gate is faster.")
     elif base_speed:
         sentence = (f"Fastest variant that passes the accuracy gate: {best} ({precision}) at "
                     f"{speed:.1f} served img/s, {speed / base_speed:.2f}x the plain fp32 "
