@@ -92,7 +92,9 @@ DEMO_PROFILES: dict[str, DemoProfile] = {
     # promised. Tiny ResNet (1,1,1,1 bottleneck blocks, 64 px) for 2 epochs on 1400
     # training images: every framework's full path (train, save, port, export, serve) and
     # models well above chance; the numbers are a demo, not a result. Training dominates
-    # (torch ~4 min of it on 2 busy cores); the bench's demo sweep is time-bounded (~5 min).
+    # (torch ~4 min of it on 2 busy cores); the bench's demo sweep is time-bounded. Seven
+    # services (the five runtimes, OpenVINO bf16 and int8): the bench took 15 min at load
+    # average ~7 with an empty size-sweep cache (docs/measurements.md).
     "demo": DemoProfile(
         name="demo", n_images=2000, image_size=64, stage_sizes="tiny", epochs=2,
         bench_profile="demo", budget_s=20 * 60.0,

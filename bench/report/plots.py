@@ -316,8 +316,9 @@ def pareto_plot(results: Mapping[str, Any]) -> bytes | None:
     ax.set_xlim(left=0)
     ax.set_xlabel("served images/s (peak, closed loop)")
     ax.set_ylabel(f"test {verdict.get('metric') or 'accuracy'} (through the service)")
+    ax.margins(y=0.15)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=9, loc="lower left")
+    ax.legend(fontsize=9, loc="best")
     ax.set_title("Speed vs accuracy per runtime and variant")
     return to_png(fig)
 
