@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.config import FRAMEWORKS, RUN_PROFILES, BenchConfig, profile_config
+from bench.config import RUN_PROFILES, RUNTIMES, BenchConfig, profile_config
 from bench.load.payloads import PAYLOAD_PROFILES, UPLOADS
 from bench.services import ServiceError
 
@@ -44,16 +44,33 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _frameworks(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(set(names) - set(FRAMEWORKS))
+    unknown = sorted(set(names) - set(RUNTIMES))
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown framework(s) {unknown}; choose from "
-                                         f"{','.join(FRAMEWORKS)}")
+                                         f"{','.join(RUNTIMES)}")
     return names
+
+
+def _count(text: str) -> int:
+    values = _ints(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected one integer >= 1, got {text!r}")
+    return values[0]
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def _url(text: str) -> tuple[str, str]:
     framework, _, url = text.partition("=")
-    if framework not in FRAMEWORKS or not url.startswith(("http://", "https://")):
+    if framework not in RUNTIMES or not url.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"expected FRAMEWORK=http://host:port, got {text!r}")
     return framework, url
 
@@ -151,6 +168,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     d.add_argument("--payload-count", type=int, help="images in the pool (default: 16; "
                    "demo profile: 8)")
     d.add_argument("--upload", choices=UPLOADS, help="request body (default: multipart)")
+    a = p.add_argument_group("accuracy gate and verdicts")
+    a.add_argument("--no-accuracy-gate", action="store_true",
+                   help="skip sending the test split through every service (default: run "
+                        "the gate whenever a labelled test split is known)")
+    a.add_argument("--eval-data", type=Path,
+                   help="MedMNIST .npz or DR directory whose test split the gate sends "
+                        "(default: --payload-dir when that is a dataset)")
+    a.add_argument("--eval-max-images", type=_count,
+                   help="a seeded subset of that many test images (default: all)")
+    a.add_argument("--slo-p99-ms", type=_positive,
+                   help="latency objective of the goodput column: the highest measured "
+                        "throughput whose p99 stays within it (default: 100)")
+    a.add_argument("--usd-per-hour", type=_positive,
+                   help="instance price for the cost per million images (default: the "
+                        "on-demand price of the detected EC2 instance type, else no cost)")
     r = p.add_argument_group("report")
     r.add_argument("--out", type=Path, help="reports root (default: reports)")
     r.add_argument("--run-id", help="report directory name (default: UTC timestamp)")
@@ -182,7 +214,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             "repeats", "window_s", "stable_windows", "tolerance", "level_warmup_s",
             "level_max_s", "service_warmup_s", "open_loop_rate", "open_loop_duration_s",
             "inprocess_batch_sizes", "image_sizes", "size_batch", "cache", "ready_timeout_s",
-            "loadgen_cpus", "locustfile", "training_table", "seed")
+            "loadgen_cpus", "locustfile", "training_table", "seed", "eval_data",
+            "eval_max_images", "slo_p99_ms", "usd_per_hour")
         if getattr(args, name) is not None
     }
     if args.parity_json is not None:
@@ -193,6 +226,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         overrides["open_loop"] = False
     if args.no_inprocess:
         overrides["inprocess"] = False
+    if args.no_accuracy_gate:
+        overrides["accuracy_gate"] = False
     return base.replace(service=service, payload=payload, **overrides)
 
 

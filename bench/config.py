@@ -15,10 +15,13 @@ from typing import Any
 
 from bench.load.payloads import PayloadOptions
 from bench.services import LocalServiceSettings
-from shared.runtimes import base_runtimes
+from shared.runtimes import base_runtimes, runtime_names
 
 FRAMEWORKS = tuple(base_runtimes())
-"""The deployed runtimes (variants, e.g. torch-bf16, are run with --frameworks)."""
+"""The deployed runtimes, the default of a run (variants, e.g. torch-bf16, are run with
+--frameworks)."""
+RUNTIMES = runtime_names()
+"""Everything --frameworks accepts: the base rows and their variants."""
 DEFAULT_LOCUSTFILE = "loadtest"
 OPEN_LOOP_FRACTION = 0.7
 """Auto open-loop rate: this fraction of the *lowest* peak closed-loop throughput, so that
@@ -62,6 +65,18 @@ class BenchConfig:
     image_sizes: tuple[int, ...] = (28, 64, 128, 224)
     size_batch: int = 8
     cache: Path | None = None
+    # accuracy gate and verdicts
+    accuracy_gate: bool = True
+    eval_data: Path | None = None
+    """Labelled dataset whose test split the gate sends through every service (None: the
+    payload source when that is a dataset)."""
+    eval_max_images: int | None = None
+    """Seeded subset of the test split (None: all of it)."""
+    eval_concurrency: int = 4
+    slo_p99_ms: float = 100.0
+    usd_per_hour: float | None = None
+    """Instance price for the cost column (None: the price of the EC2 instance type the run
+    detects, else no cost)."""
     # services and machine
     service: LocalServiceSettings = field(default_factory=LocalServiceSettings)
     ready_timeout_s: float = 900.0
@@ -92,7 +107,9 @@ class BenchConfig:
 RUN_PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     "demo": {
-        "levels": (1, 2, 4),
+        # 1 and 4 users (not 1, 2, 4): room for seven services (five runtimes, a bf16 and an
+        # int8 variant) in the demo's minutes.
+        "levels": (1, 4),
         "repeats": 2,
         "window_s": 2.0,
         "stable_windows": 3,

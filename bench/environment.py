@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.pricing import instance_type
 from shared.processes import REPO, usable_cpu_ids
 from shared.runtimes import runtimes
 
@@ -95,6 +96,7 @@ def collect_environment(threads: dict[str, Any] | None = None) -> dict[str, Any]
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "cpu_model": cpu_model(),
+        "instance_type": instance_type(),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable_cpu_ids(),
         "memory_total_bytes": memory_total_bytes(),

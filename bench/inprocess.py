@@ -94,6 +94,7 @@ def baseline(framework: str, model_dir: Path, threads: int, inputs: np.ndarray,
     best = max(by_batch.values(), key=lambda r: r["images_per_s"]["median"])
     probabilities = predictor.predict(np.ascontiguousarray(inputs[:PARITY_IMAGES]))
     return {"framework": framework, "framework_version": predictor.version,
+            "precision": predictor.precision,
             "threads": threads, "load_s": load_s, "by_batch": by_batch,
             "best_batch": best["batch"], "best_images_per_s": best["images_per_s"],
             "probabilities": np.asarray(probabilities, dtype=np.float64).tolist()}
@@ -118,20 +119,30 @@ def build_size_artifacts(manifest_dir: Path, sizes: Sequence[int], cache: Path,
     """Random-init artifacts of the manifest's architecture at every size (cached)."""
     from shared.manifest import read_manifest
     from shared.models import parse_stage_sizes
-    from training.fixtures import write_artifacts
 
     manifest = read_manifest(manifest_dir)
     arch = manifest.architecture
-    stages = parse_stage_sizes(arch.get("stage_sizes", arch["name"]))
+    return build_random_artifacts(manifest.dataset,
+                                  parse_stage_sizes(arch.get("stage_sizes", arch["name"])),
+                                  sizes, cache, frameworks)
+
+
+def build_random_artifacts(dataset: str, stages: Sequence[int], sizes: Sequence[int],
+                           cache: Path, frameworks: Sequence[str]) -> dict[str, Any]:
+    """Random-init artifacts of ResNet ``stages`` for ``dataset`` at every size, each runtime
+    once (cached under ``cache``; int8 ones quantised on random images: speed only)."""
+    from training.fixtures import write_artifacts
+
+    stages = tuple(stages)
     built = {}
     for size in sizes:
         missing = [fw for fw in frameworks
-                   if not (size_dir(cache, stages, size, manifest.dataset, fw)
+                   if not (size_dir(cache, stages, size, dataset, fw)
                            / "manifest.json").is_file()]
         if missing:
-            write_artifacts(size_root(cache, stages, size), dataset=manifest.dataset,
-                            stage_sizes=stages,
-                            image_size=size, version=SIZE_VERSION, runtimes=missing)
+            write_artifacts(size_root(cache, stages, size), dataset=dataset,
+                            stage_sizes=stages, image_size=size, version=SIZE_VERSION,
+                            runtimes=missing)
         built[str(size)] = missing
     return {"stage_sizes": list(stages), "built": built}
 
@@ -171,7 +182,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("baseline", "build", "sizes"):
         s = sub.add_parser(name)
-        s.add_argument("--model", type=Path, required=True, help="served artifact directory")
+        s.add_argument("--model", type=Path, required=name != "build",
+                       help="served artifact directory (build: its architecture and dataset)")
+        if name == "build":
+            s.add_argument("--dataset", help="without --model: the dataset's classes")
+            s.add_argument("--stage-sizes", type=_ints,
+                           help="without --model: ResNet stage sizes, e.g. 3,4,6,3")
         s.add_argument("--repeats", type=int, default=3, help="timed repeats (default: 3)")
         s.add_argument("--min-time-s", type=float, default=1.0,
                        help="seconds per repeat at least (default: 1.0)")
@@ -197,6 +213,9 @@ def child_main(argv: Sequence[str] | None = None) -> None:
         inputs = np.load(args.inputs)
         result = baseline(args.framework, args.model, args.threads, inputs, args.batch_sizes,
                           args.repeats, args.min_time_s)
+    elif args.command == "build" and args.model is None:
+        result = build_random_artifacts(args.dataset, args.stage_sizes, args.sizes, args.cache,
+                                        args.frameworks.split(","))
     elif args.command == "build":
         result = build_size_artifacts(args.model, args.sizes, args.cache,
                                       args.frameworks.split(","))

@@ -5,11 +5,14 @@ Order, chosen so that nothing competes with a measurement for the cores:
 1. start the local services (or locate them by URL) and wait for ``/readyz``;
 2. in-process baselines and the image-size sweep, one framework at a time, in child
    processes, while the services sit idle;
-3. per service a warm-up, then the closed-loop sweep: ``repeats`` x (every service x every
+3. the accuracy gate: the test split through every service, one at a time
+   (:mod:`bench.served_accuracy`, judged by :mod:`bench.gate`);
+4. per service a warm-up, then the closed-loop sweep: ``repeats`` x (every service x every
    level), repeats outermost so that slow drift of a shared machine spreads over all
    services instead of biasing the one measured last; ``/metrics`` scraped around each level;
-4. the open-loop run at one Poisson rate for every service;
-5. services stopped, numbers summarised, results.json + report written.
+5. the open-loop run at one Poisson rate for every service;
+6. services stopped, numbers summarised, verdicts (:mod:`bench.verdicts`: goodput at the
+   p99 SLO, cost, the Pareto front, the headline), results.json + report written.
 
 A service that fails to start or dies is recorded with its exit code and log tail and
 skipped from then on; the other services are still measured. Ctrl-C or SIGTERM stops
@@ -18,7 +21,8 @@ everything (services included) and still writes what was measured, marked interr
 results.json (``schema: versus-bench/1``; a spread is ``{min, median, max, n, values}``)::
 
     run_id, profile, started_at, finished_at, interrupted, errors[], config{...},
-    environment{cpu_model, usable_cores, threads{...}, packages{...}, git{commit, dirty}, ...},
+    environment{cpu_model, instance_type (EC2, or null), usable_cores, threads{...},
+                packages{...}, git{commit, dirty}, ...},
     dataset, payloads{description, VERSUS_PAYLOAD_*},
     open_loop{rate_rps, auto, fraction_of_lowest_peak, duration_s},
     image_size_sweep{sizes, batch, stage_sizes, frameworks{fw: {by_size{px:
@@ -41,6 +45,14 @@ results.json (``schema: versus-bench/1``; a spread is ``{min, median, max, n, va
                    best_images_per_s},
         efficiency, open_loop{status, rate_rps, achieved_rps, latency_ms, service_ms,
                               client_wait_ms, server{...}, ...}}},
+    accuracy_gate{source, split, images, split_images, task, metric, primary_metric,
+                  threshold, skipped, services{fw: {precision, sent_images, failed_images,
+                  wall_s, top1, primary, macro_auc, verdict (reference|pass|fail|unjudged),
+                  parent, value, parent_value, ratio_to_parent, agreement, reason}}},
+    verdicts{slo_p99_ms, price{usd_per_hour, source, instance_type, reason}, headline,
+             fastest, rows{fw: {parent, precision, served_images_per_s, accuracy, gate,
+             may_win, pareto, goodput{images_per_s, source, p99_ms, reason},
+             usd_per_million_images}}},
     training{source, score_metric, accuracy_spread, rows[]},
     parity{provenance[], agreement{atol, pairs{a-b: {max_abs, argmax_agreement,
            same_weights, passed}}, passed}, training_parity}
@@ -56,12 +68,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import aggregate, inprocess, scrape
+import numpy as np
+
+from bench import aggregate, gate, inprocess, scrape, served_accuracy, verdicts
 from bench.config import BenchConfig
 from bench.environment import collect_environment
 from bench.load import openloop
 from bench.load.locust_runner import LevelPlan, LocustSetup, run_level
-from bench.load.payloads import Payloads, load_payloads
+from bench.load.payloads import LOADTEST_URL_VARIABLE, Payloads, load_payloads
 from bench.proctree import tree_cpu_seconds
 from bench.report.training_info import parity_section, training_table
 from bench.services import (
@@ -73,6 +87,7 @@ from bench.services import (
     start_service,
 )
 from shared.processes import usable_cpu_ids
+from shared.runtimes import runtimes
 
 SCHEMA = "versus-bench/1"
 RESULTS_FILE = "results.json"
@@ -107,7 +122,7 @@ def locust_setup(cfg: BenchConfig) -> LocustSetup:
     return LocustSetup(locustfile=cfg.locustfile,
                        selection=lambda framework: ["--tags", framework],
                        env=cfg.payload.env(),
-                       url_variable=lambda framework: f"VERSUS_{framework.upper()}_URL",
+                       url_variable=LOADTEST_URL_VARIABLE,
                        cpus=cfg.loadgen_cpus)
 
 
@@ -191,10 +206,17 @@ class Run:
                 record["in_process"] = {"error": str(exc)}
 
     def size_sweep(self) -> dict[str, Any]:
+        """Random-init models of the served architecture at every size, base rows only: the
+        sweep asks what input size costs each runtime, and a variant's random-weight int8
+        model would need quantising at every size (its speed-up shows in the in-process,
+        served and verdict tables)."""
         cfg = self.cfg
-        if not cfg.image_sizes or not self.services:
+        table = runtimes()
+        swept = {fw: s for fw, s in self.services.items()
+                 if not (fw in table and table[fw].is_variant)}
+        if not cfg.image_sizes or not swept:
             return {}
-        first = next(iter(self.services.values()))
+        first = next(iter(swept.values()))
         manifest_dir = self.dir / "work" / "manifest"
         manifest_dir.mkdir(parents=True, exist_ok=True)
         (manifest_dir / "manifest.json").write_text(json.dumps(first.manifest))
@@ -206,13 +228,13 @@ class Run:
         self.log(f"image-size sweep {sizes} px: building random-init artifacts (cached)")
         try:
             built = inprocess.run_child(
-                ["build", *common, "--frameworks", ",".join(self.services)],
+                ["build", *common, "--frameworks", ",".join(swept)],
                 logs / "sizes-build.log")
         except inprocess.ChildError as exc:
             return {"error": str(exc)}
         result: dict[str, Any] = {"sizes": list(cfg.image_sizes), "batch": cfg.size_batch,
                                   "stage_sizes": built["stage_sizes"], "frameworks": {}}
-        for framework in self.services:
+        for framework in swept:
             self.log(f"{framework}: image-size sweep")
             try:
                 result["frameworks"][framework] = inprocess.run_child(
@@ -223,6 +245,39 @@ class Run:
             except inprocess.ChildError as exc:
                 result["frameworks"][framework] = {"error": str(exc)}
         return result
+
+    # ------------------------------------------------------------------ accuracy gate
+
+    def accuracy_gate(self, test: served_accuracy.TestSet, dataset: str) -> dict[str, Any]:
+        """The test split through every live service, scored and judged (see bench.gate)."""
+        from shared.datasets import get_dataset_spec
+
+        spec = get_dataset_spec(dataset)
+        scores: dict[str, dict[str, Any]] = {}
+        answers = {}
+        for service in self.alive():
+            self.log(f"{service.framework}: accuracy gate, {len(test)} test images")
+            started = time.monotonic()
+            class_names = service.manifest["class_names"]
+            probs, missing = served_accuracy.classify(service.url, test.images, class_names,
+                                                      self.cfg.eval_concurrency)
+            answered = np.setdiff1d(np.arange(len(test)), missing)
+            own: dict[str, Any] = {"top1": None, "primary": None, "macro_auc": None}
+            if len(answered):
+                own = gate.score(spec.task, test.labels[answered], probs[answered],
+                                 class_names, spec.primary_metric)
+            scores[service.framework] = {
+                **own, "precision": (service.readyz.get("model") or {}).get("precision"),
+                "sent_images": len(test), "failed_images": len(missing),
+                "wall_s": round(time.monotonic() - started, 2)}
+            answers[service.framework] = probs
+        table = runtimes()
+        parents = {fw: table[fw].variant_of if fw in table else "" for fw in scores}
+        judged = gate.judge_all(scores, parents, answers, spec.task, spec.primary_metric)
+        return {**test.describe(), "task": spec.task,
+                "metric": gate.gate_metric(spec.task, spec.primary_metric),
+                "primary_metric": spec.primary_metric, "threshold": gate.GATE_RATIO,
+                "services": {fw: {**scores[fw], **judged[fw]} for fw in scores}}
 
     # ------------------------------------------------------------------ load
 
@@ -329,10 +384,36 @@ def locate_models(cfg: BenchConfig) -> tuple[str | None, dict[str, Path]]:
     return dataset, dirs
 
 
+def eval_source(cfg: BenchConfig) -> Path | None:
+    """``--eval-data``, else the payload source when that is a labelled dataset."""
+    if cfg.eval_data is not None:
+        return Path(cfg.eval_data)
+    source = cfg.payload.source
+    return Path(source) if source and served_accuracy.is_dataset(Path(source)) else None
+
+
+def load_test_set(cfg: BenchConfig, dataset: str | None
+                  ) -> tuple[served_accuracy.TestSet | None, str | None]:
+    """(the accuracy gate's test split, None) or (None, why the gate is skipped); an
+    unreadable ``--eval-data`` raises EvalDataError (a ValueError) before anything starts."""
+    source = eval_source(cfg)
+    if not cfg.accuracy_gate:
+        return None, "disabled (--no-accuracy-gate)"
+    if source is None:
+        return None, ("no labelled test split: pass --eval-data (a MedMNIST .npz or a DR "
+                      "directory) or a dataset as --payload-dir")
+    if dataset is None:
+        return None, "pass --dataset: the test split's labels need the dataset's name"
+    return served_accuracy.load_test_split(dataset, source, cfg.eval_max_images,
+                                           cfg.seed), None
+
+
 def run_bench(cfg: BenchConfig, *, hooks: Hooks | None = None, log: Log = print) -> Path:
     """Run everything ``cfg`` asks for; returns the report directory (results.json inside).
-    Raises ServiceError when the models to serve cannot be found."""
+    Raises ServiceError when the models to serve cannot be found, EvalDataError (a
+    ValueError) when ``--eval-data`` is no labelled dataset; both before anything starts."""
     dataset, model_dirs = locate_models(cfg)
+    test_set, gate_skipped = load_test_set(cfg, dataset)
     run_id = cfg.run_id or new_run_id()
     report_dir = Path(cfg.out) / run_id
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -341,6 +422,7 @@ def run_bench(cfg: BenchConfig, *, hooks: Hooks | None = None, log: Log = print)
         "schema": SCHEMA, "run_id": run_id, "profile": cfg.profile,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": cfg.to_json(), "interrupted": False, "errors": [],
+        "accuracy_gate": {"skipped": gate_skipped or "not reached"},
     }
     results["environment"] = collect_environment({
         "workers": run.service_settings.workers,
@@ -362,6 +444,8 @@ def run_bench(cfg: BenchConfig, *, hooks: Hooks | None = None, log: Log = print)
             if cfg.inprocess:
                 run.in_process(payloads)
                 results["image_size_sweep"] = run.size_sweep()
+            if test_set is not None and dataset is not None:
+                results["accuracy_gate"] = run.accuracy_gate(test_set, dataset)
             run.sweep(payloads)
             results["open_loop"] = run.open_loop(payloads)
             results["service_exit_codes"] = pool.stop_all()
@@ -384,6 +468,7 @@ def run_bench(cfg: BenchConfig, *, hooks: Hooks | None = None, log: Log = print)
         results["training"] = training_table(manifests, models=cfg.models, dataset=dataset,
                                              version=version, explicit=cfg.training_table)
         results["parity"] = parity_section(manifests, probabilities, cfg.parity)
+        results["verdicts"] = verdicts.verdicts(results)
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         (report_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2,
                                                           allow_nan=False) + "\n")

@@ -27,7 +27,8 @@ class ConfigError(ValueError):
 
 
 def url_variable(framework: str) -> str:
-    return f"VERSUS_{framework.upper()}_URL"
+    """``VERSUS_ONNX_URL``, ``VERSUS_ONNX_INT8_URL``: a name a shell can export."""
+    return f"VERSUS_{framework.upper().replace('-', '_')}_URL"
 
 
 def target_url(framework: str, environ: Mapping[str, str] = os.environ) -> str:

@@ -6,9 +6,11 @@
     locust -f loadtest/ --headless -u 4 -r 4 -t 1m TorchUser           # ... or by class
     locust -f loadtest/ --headless -u 4 -r 4 -t 1m --tags oip          # the OIP v2 API
 
-One user class per runtime of the runtime table (``shared.runtimes``: ``TorchUser``,
-``OnnxUser``, ...) targets its service at ``VERSUS_<FRAMEWORK>_URL`` (default
-``http://localhost:<the runtime's port>``). Do not pass
+One user class per row of the runtime table (``shared.runtimes``: ``TorchUser``,
+``OnnxUser``, ..., ``OnnxInt8User``) targets its service at ``VERSUS_<FRAMEWORK>_URL``
+(hyphens as underscores: ``VERSUS_ONNX_INT8_URL``; default
+``http://localhost:<the runtime's port>``). A variant's class runs only when ``--tags`` or a
+class name names it. Do not pass
 ``--host``: it overwrites every class's host. Each user is one closed-loop client uploading
 images from the payload pool (``_payloads.py``) with ``POST /predict``; a response counts as
 a success only if it is a 200 with a label among the model's class names, from the expected
@@ -44,7 +46,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from locust.user.task import TaskSet
 
-from shared.runtimes import base_runtimes
+from shared.runtimes import runtimes
 
 log = logging.getLogger("versus.loadtest")
 
@@ -164,10 +166,10 @@ def service_user(framework: str) -> type[ServiceUser]:
     })
 
 
-# One user class per deployed row of the runtime table (TorchUser, ..., OnnxUser,
-# OpenvinoUser; not the variants, which compose does not run): Locust finds them as module
-# attributes.
-for _runtime in base_runtimes():
+# One user class per row of the runtime table (TorchUser, ..., OpenvinoUser, and the
+# variants' OnnxInt8User, ...): Locust finds them as module attributes. A variant's class is
+# spawned only when --tags or a class name asks for it (compose does not run the variants).
+for _runtime in runtimes():
     _user = service_user(_runtime)
     globals()[_user.__name__] = _user
 del _runtime, _user  # or Locust would take ``_user`` for one more class
@@ -185,15 +187,20 @@ def _passes(task_: Callable | type[TaskSet], tags: set[str] | None, exclude: set
 
 def select_user_classes(environment: Environment) -> None:
     """Apply the tags to whole user classes: OIP tasks only when ``--tags`` names ``oip``,
-    and classes left without tasks are not spawned (Locust would spawn them and fail)."""
+    a variant's class only when the tags or the class names name it, and classes left
+    without tasks are not spawned (Locust would spawn them and fail)."""
     options = environment.parsed_options
     tags = set(getattr(options, "tags", None) or []) or None
     exclude = set(getattr(options, "exclude_tags", None) or [])
     if OIP_TAG not in (tags or ()):
         exclude.add(OIP_TAG)
         options.exclude_tags = sorted(exclude)  # the master sends it on to its workers
+    named = set(getattr(options, "user_classes", None) or [])
+    variants = {name for name, row in runtimes().items() if row.is_variant}
     active = [user for user in environment.user_classes
-              if any(_passes(t, tags, exclude) for t in user.tasks)]
+              if any(_passes(t, tags, exclude) for t in user.tasks)
+              and (user.framework not in variants or user.framework in (tags or ())
+                   or user.__name__ in named)]
     dropped = sorted(u.__name__ for u in environment.user_classes if u not in active)
     if not active:
         log.error("no user class has a task with tags %s (excluding %s); the tags are the "

@@ -3,7 +3,7 @@
     python -m bench demo                     # 2-core laptop, no GPU: about 10 minutes
     python -m bench demo --profile full      # GPU host: ResNet-50, 224 px, full epochs
 
-Three phases, each a child process (what ``make demo`` runs):
+Four phases, each a child process (what ``make demo`` runs):
 
 1. **data**: a synthetic BloodMNIST ``.npz`` (``python -m shared.datasets synth bloodmnist``),
    skipped when ``<data>/bloodmnist_<px>.npz`` already holds what this profile would write
@@ -13,9 +13,13 @@ Three phases, each a child process (what ``make demo`` runs):
 2. **training**: ``python -m training --framework all`` at one new model version: torch,
    TensorFlow and JAX from identical init, the ONNX export, the RandomForest baseline and the
    comparison table.
-3. **bench**: ``python -m bench`` against exactly that version: four services up, in-process
-   baselines, Locust sweep, open loop, ``reports/<run-id>/index.html``. The test split of the
-   same ``.npz`` is the payload pool, so every upload is an image of the served dataset.
+3. **quantize**: the int8 artifact each int8 variant of the profile serves
+   (``python -m training quantize --to openvino-int8``), made from the ONNX model this run
+   trained, calibrated on its training images;
+4. **bench**: ``python -m bench`` against exactly that version: the five runtimes and the
+   profile's variants (bf16, int8) up, in-process baselines, the accuracy gate, Locust sweep,
+   open loop, ``reports/<run-id>/index.html``. The test split of the same ``.npz`` is the
+   payload pool and the gate's test set, so every upload is an image of the served dataset.
 
 At the end it prints the training table, the serving summary, the wall time of every phase
 and the report's path. Children run in their own sessions (process groups) so that the one
@@ -44,6 +48,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.demo.children import Interrupted, run_child, stop_signals_raise
+from shared.runtimes import base_runtimes, get_artifact, get_runtime, runtimes
 
 PROG = "python -m bench demo"
 DATASET = "bloodmnist"
@@ -69,8 +74,14 @@ class DemoProfile:
     seed: int = 0
     training_args: tuple[str, ...] = ()
     bench_args: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+    """Variant rows (``shared.runtimes``) served next to the base rows; the derived artifact
+    an int8 one serves is made by the quantize phase."""
+    calibration_images: int = 300
+    """Training images the quantize phase calibrates on."""
     interrupt_grace_s: Mapping[str, float] = field(
-        default_factory=lambda: {"data": 5.0, "training": 15.0, "bench": 60.0})
+        default_factory=lambda: {"data": 5.0, "training": 15.0, "quantize": 15.0,
+                                 "bench": 60.0})
     """How long a child may take to stop after SIGINT (the bench writes its report)."""
     budget_s: float | None = None
     """The wall time this profile promises (printed next to the total; None: no promise)."""
@@ -81,7 +92,9 @@ DEMO_PROFILES: dict[str, DemoProfile] = {
     # promised. Tiny ResNet (1,1,1,1 bottleneck blocks, 64 px) for 2 epochs on 1400
     # training images: every framework's full path (train, save, port, export, serve) and
     # models well above chance; the numbers are a demo, not a result. Training dominates
-    # (torch ~4 min of it on 2 busy cores); the bench's demo sweep is time-bounded (~5 min).
+    # (torch ~4 min of it on 2 busy cores); the bench's demo sweep is time-bounded. Seven
+    # services (the five runtimes, OpenVINO bf16 and int8): the bench took 15 min at load
+    # average ~7 with an empty size-sweep cache (docs/measurements.md).
     "demo": DemoProfile(
         name="demo", n_images=2000, image_size=64, stage_sizes="tiny", epochs=2,
         bench_profile="demo", budget_s=20 * 60.0,
@@ -90,12 +103,15 @@ DEMO_PROFILES: dict[str, DemoProfile] = {
         training_args=("--lr", "1e-3"),
         # Payloads at the models' own 64 px: a client that sends dataset-sized images.
         bench_args=("--payload-size", "64"),
+        # OpenVINO's bf16 and int8 forms: the cheapest variants to start (no compile step)
+        # and the fastest in process; 200 calibration images quantise in seconds.
+        variants=("openvino-bf16", "openvino-int8"), calibration_images=200,
     ),
     # A GPU host: ResNet-50 at 224 px, as many images as the real BloodMNIST (17,092), the
     # trainer's default epochs and early stopping, and the bench's full sweep.
     "full": DemoProfile(
         name="full", n_images=17_092, image_size=224, stage_sizes="3,4,6,3", epochs=None,
-        bench_profile="full",
+        bench_profile="full", variants=tuple(n for n, r in runtimes().items() if r.is_variant),
     ),
 }
 
@@ -147,10 +163,32 @@ def training_command(profile: DemoProfile, layout: Layout, version: str) -> list
     return command + list(profile.training_args)
 
 
+def served_runtimes(profile: DemoProfile) -> tuple[str, ...]:
+    """Every base row, then the profile's variants."""
+    return (*base_runtimes(), *profile.variants)
+
+
+def derived_artifacts(profile: DemoProfile) -> tuple[str, ...]:
+    """The derived artifact kinds (int8) the profile's variants serve, each once."""
+    kinds = (get_runtime(name).artifact for name in profile.variants)
+    return tuple(dict.fromkeys(k for k in kinds if get_artifact(k).derived_from))
+
+
+def quantize_command(profile: DemoProfile, layout: Layout, kind: str, parent_dir: Path
+                     ) -> list[str]:
+    """``python -m training quantize``: ``kind`` from ``parent_dir``, written beside it at the
+    same version, calibrated on the demo dataset's training split."""
+    return [sys.executable, "-m", "training", "quantize", "--dataset", DATASET,
+            "--data", str(layout.dataset_file(profile)), "--model", str(parent_dir),
+            "--to", kind, "--calibration-images", str(profile.calibration_images),
+            "--seed", str(profile.seed)]
+
+
 def bench_command(profile: DemoProfile, layout: Layout, version: str | None,
                   run_id: str) -> list[str]:
     """``version`` None: each framework's latest (``--skip-training`` reuses old models)."""
     command = [sys.executable, "-m", "bench", "--profile", profile.bench_profile,
+               "--frameworks", ",".join(served_runtimes(profile)),
                "--models", str(layout.models), "--dataset", DATASET,
                "--out", str(layout.reports), "--run-id", run_id,
                "--payload-dir", str(layout.dataset_file(profile)),
@@ -285,6 +323,39 @@ class Demo:
                 raise PhaseFailed("training", code)
             record.note = f"{self.layout.models}/{DATASET}/*/{self.version}"
 
+    def parent_dir(self, kind: str) -> Path:
+        """The model directory a derived ``kind`` is made from: the trained version, or
+        (``--skip-training``) the latest one."""
+        from bench.services import ServiceError, latest_model_dirs
+
+        parent_kind = get_artifact(kind).derived_from
+        runtime = next(r.name for r in base_runtimes().values() if r.artifact == parent_kind)
+        try:
+            return latest_model_dirs(self.layout.models, DATASET, [runtime],
+                                     self.version)[runtime]
+        except ServiceError as exc:
+            self.log(str(exc))
+            raise PhaseFailed("quantize", 2) from exc
+
+    def quantize(self) -> None:
+        kinds = derived_artifacts(self.profile)
+        if not kinds:
+            return
+        with self.phase("quantize", ", ".join(kinds)) as record:
+            made = []
+            for kind in kinds:
+                parent = self.parent_dir(kind)
+                target = parent.parents[1] / kind / parent.name
+                if self.skip_training and (target / "manifest.json").is_file():
+                    self.log(f"{target} exists: reused (--skip-training)")
+                    continue
+                code = self.run("quantize", quantize_command(self.profile, self.layout, kind,
+                                                             parent))
+                if code:
+                    raise PhaseFailed("quantize", code)
+                made.append(str(target))
+            record.note = ", ".join(made) or "reused"
+
     def bench(self) -> None:
         self.report_dir = self.layout.reports / self.run_id
         with self.phase("bench") as record:
@@ -378,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             demo.data()
             demo.training()
+            demo.quantize()
             demo.bench()
             status = demo.bench_status or 0
         except Interrupted as exc:

@@ -63,6 +63,8 @@ PAYLOAD_PROFILES: tuple[str, ...] = _LOADTEST_CONFIG.PAYLOAD_PROFILES
 """``--payload-profile`` choices: the load test's own (``VERSUS_PAYLOAD_PROFILE``)."""
 UPLOADS: tuple[str, ...] = _LOADTEST_CONFIG.UPLOADS
 """``--upload`` choices: the load test's own (``VERSUS_UPLOAD``)."""
+LOADTEST_URL_VARIABLE = _LOADTEST_CONFIG.url_variable
+"""framework -> the variable the locustfile reads its service's URL from."""
 
 
 def load_payloads(options: PayloadOptions) -> Payloads:

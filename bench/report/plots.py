@@ -287,7 +287,45 @@ def image_size_plot(results: Mapping[str, Any]) -> bytes | None:
     return to_png(fig)
 
 
+def pareto_plot(results: Mapping[str, Any]) -> bytes | None:
+    """Served img/s against test accuracy, one point per runtime; hollow when it may not be
+    ranked (failed or unjudged gate); the front of the rankable ones as a step line."""
+    from bench.report.tables import verdicts_of
+
+    verdict = verdicts_of(results)
+    rows = {n: r for n, r in (verdict.get("rows") or {}).items()
+            if r.get("served_images_per_s") and r.get("accuracy") is not None}
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=WIDE)
+    for i, (name, row) in enumerate(rows.items()):
+        c = color(name, i)
+        x, y = row["served_images_per_s"], row["accuracy"]
+        ax.plot([x], [y], linestyle="none", marker="o", markersize=10, markeredgewidth=2,
+                color=c, markerfacecolor=c if row.get("may_win") else "none")
+        label = name if row.get("may_win") else f"{name} (gate {row.get('gate')})"
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(7, 5 if i % 2 else -13),
+                    fontsize=9)
+    front = sorted((r["served_images_per_s"], r["accuracy"]) for r in rows.values()
+                   if r.get("pareto"))
+    if len(front) > 1:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#444",
+                linestyle=":", linewidth=1.2, label="Pareto front (gate passed)")
+    ax.plot([], [], linestyle="none", marker="o", markerfacecolor="none", color="#444",
+            label="failed or unjudged gate (hollow)")
+    ax.set_xlim(left=0)
+    ax.set_xlabel("served images/s (peak, closed loop)")
+    ax.set_ylabel(f"test {verdict.get('metric') or 'accuracy'} (through the service)")
+    ax.margins(y=0.15)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9, loc="best")
+    ax.set_title("Speed vs accuracy per runtime and variant")
+    return to_png(fig)
+
+
 PLOTS = {
+    "pareto": ("Served throughput vs test accuracy (hollow: failed the accuracy gate)",
+               pareto_plot),
     "throughput": ("Throughput vs concurrency", throughput_plot),
     "latency": ("Latency percentiles vs concurrency", latency_plot),
     "stages": ("Server-side stage breakdown", stage_plot),

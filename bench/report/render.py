@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import plots
-from bench.report.tables import Table, all_tables
+from bench.report.tables import SPEED_AND_ACCURACY_NOTE, Table, all_tables, verdicts_of
 
 PLOTS_DIR = "plots"
 MARKDOWN_FILE = "report.md"
@@ -26,6 +26,7 @@ HTML_FILE = "index.html"
 SECTIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     # heading, tables, plots
     ("Summary", ("summary",), ()),
+    ("Verdicts: accuracy gate, goodput, cost", ("accuracy_gate", "goodput"), ("pareto",)),
     ("Closed loop", ("closed_loop",), ("throughput", "latency", "batch_size")),
     ("Where the server's time goes", ("stages",), ("stages",)),
     ("Open loop", ("open_loop",), ("open_loop",)),
@@ -56,6 +57,7 @@ figure { margin: 1rem 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .85rem; }
 pre { background: #f7f7f7; padding: .6rem; overflow-x: auto; font-size: .8rem; }
+p.headline { font-size: 1.15rem; font-weight: 600; margin: .8rem 0 .2rem; }
 .banner { background: #fde2e2; border: 1px solid #e99; padding: .6rem; color: #900; }
 """
 
@@ -105,6 +107,10 @@ def _meta(results: Mapping[str, Any]) -> str:
             f"{results.get('started_at', '?')} to {results.get('finished_at', '?')}.")
 
 
+def _headline(results: Mapping[str, Any]) -> str:
+    return str(verdicts_of(results).get("headline") or "")
+
+
 def _problems(results: Mapping[str, Any]) -> list[str]:
     problems = []
     if results.get("interrupted"):
@@ -139,7 +145,8 @@ def _files(results: Mapping[str, Any]) -> list[str]:
 
 def render_markdown(results: Mapping[str, Any], tables: Mapping[str, Table],
                     plot_files: Mapping[str, str]) -> str:
-    parts = [f"# {_title(results)}", "", _meta(results), ""]
+    parts = [f"# {_title(results)}", "", f"**{_headline(results)}**", "",
+             SPEED_AND_ACCURACY_NOTE, "", _meta(results), ""]
     parts += [f"**{p}**\n" for p in _problems(results)]
     for heading, table_names, plot_names in SECTIONS:
         parts += [f"## {heading}", ""]
@@ -159,6 +166,8 @@ def render_markdown(results: Mapping[str, Any], tables: Mapping[str, Table],
 def render_html(results: Mapping[str, Any], tables: Mapping[str, Table],
                 images: Mapping[str, tuple[str, bytes]]) -> str:
     body = [f"<h1>{html.escape(_title(results))}</h1>",
+            f'<p class="headline">{html.escape(_headline(results))}</p>',
+            f'<p class="note">{html.escape(SPEED_AND_ACCURACY_NOTE)}</p>',
             f'<p class="meta">{html.escape(_meta(results))}</p>']
     body += [f'<p class="banner">{html.escape(p)}</p>' for p in _problems(results)]
     for heading, table_names, plot_names in SECTIONS:
@@ -221,7 +230,7 @@ def summary_text(results: Mapping[str, Any], report_path: Path | None = None) ->
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "-" * len(line)]
+    out = [_headline(results), "", line, "-" * len(line)]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     out += _problems(results)
     if report_path is not None:

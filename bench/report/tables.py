@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.scrape import STAGES
 from bench.stats import PERCENTILES
+from bench.verdicts import verdicts
 
 MISSING = "—"
 DIED = "died"
@@ -306,6 +307,87 @@ def parity_table(results: Mapping[str, Any]) -> Table:
     return t
 
 
+def verdicts_of(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's ``verdicts``, or computed now for a results.json written before them."""
+    return dict(results.get("verdicts") or verdicts(results))
+
+
+SPEED_AND_ACCURACY_NOTE = (
+    "Speed is measured on the model this run served; the accuracy of a randomly initialised "
+    "model means nothing, so the gate is meaningful only on trained models (the ones "
+    "make demo trains).")
+
+
+def random_init(results: Mapping[str, Any]) -> list[str]:
+    """The services whose model's manifest says it was never trained."""
+    return [name for name, record in services(results).items()
+            if ((record.get("manifest") or {}).get("training") or {}).get("init") == "random"]
+
+
+def accuracy_gate_table(results: Mapping[str, Any]) -> Table:
+    info = results.get("accuracy_gate") or {}
+    metric = info.get("metric") or "accuracy"
+    primary = info.get("primary_metric") or "main metric"
+    if info.get("services"):
+        note = (f"{info.get('images')} test images of {info.get('source')} "
+                f"({info.get('split_images')} in the split) sent once through each running "
+                f"service (its own decode and preprocessing). A variant passes when its "
+                f"{metric} is at least {100 * info.get('threshold', 0.99):.0f} % of its fp32 "
+                f"parent's; agreement = share of test images answered as the parent does. "
+                f"A variant that fails (or could not be judged) is shown, never ranked. ")
+    else:
+        note = f"Not run: {info.get('skipped') or 'no record'}. "
+    note += SPEED_AND_ACCURACY_NOTE
+    untrained = random_init(results)
+    if untrained:
+        note += (f" The models of {', '.join(untrained)} are randomly initialised: their "
+                 f"accuracy and verdicts here mean nothing.")
+    t = Table("Accuracy gate: the test split through the served path",
+              ["framework", "parent", "precision", "top-1", primary, "macro AUC",
+               "agreement with parent", f"{metric} / parent", "gate", "why"],
+              note=note, left=(0, 1, 2, 8, 9))
+    for name, g in (info.get("services") or {}).items():
+        verdict = g.get("verdict", "?")
+        t.add([name, g.get("parent") or MISSING, g.get("precision") or MISSING,
+               fmt_number(g.get("top1"), 4), fmt_number(g.get("primary"), 4),
+               fmt_number(g.get("macro_auc"), 4), fmt_percent(g.get("agreement")),
+               fmt_percent(g.get("ratio_to_parent")),
+               verdict.upper() if verdict in ("fail", "unjudged") else verdict,
+               g.get("reason") or ""],
+              {"fail": "died", "unjudged": "warn"}.get(verdict, ""))
+    return t
+
+
+def goodput_table(results: Mapping[str, Any]) -> Table:
+    v = verdicts_of(results)
+    slo = v.get("slo_p99_ms")
+    price = v.get("price") or {}
+    cost_note = (f"Cost at {price['usd_per_hour']:g} USD/hour ({price.get('source')}), at "
+                 f"the goodput." if price.get("usd_per_hour") is not None else
+                 f"No cost: {price.get('reason')}.")
+    t = Table(f"Goodput at p99 <= {slo:g} ms and cost",
+              ["framework", "gate", "served img/s (peak)", "goodput img/s", "measured at",
+               "p99 ms there", "USD per million images", "Pareto front"],
+              note=("Served img/s = peak median closed-loop throughput (one image per "
+                    "request). Goodput = the highest measured throughput whose p99 stays "
+                    f"within {slo:g} ms (--slo-p99-ms), over the closed-loop levels (medians "
+                    "over repeats) and the open-loop run. " + cost_note +
+                    " Pareto front: no runtime that may be ranked is both faster and more "
+                    "accurate."), left=(0, 1, 4, 7))
+    for name, row in (v.get("rows") or {}).items():
+        good = row.get("goodput") or {}
+        gate = row.get("gate") or MISSING
+        t.add([name, gate.upper() if gate in ("fail", "unjudged") else gate,
+               fmt_number(row.get("served_images_per_s")),
+               fmt_number(good.get("images_per_s")) if good.get("images_per_s") else MISSING,
+               good.get("source") or good.get("reason") or MISSING,
+               fmt_number(good.get("p99_ms")),
+               fmt_number(row.get("usd_per_million_images"), 2),
+               "yes" if row.get("pareto") else ""],
+              "died" if gate == "fail" else ("" if row.get("may_win") else "warn"))
+    return t
+
+
 def _load_average(values: Sequence[float] | None) -> str | None:
     """'4.06, 3.62, 3.70 (1/5/15 min)' instead of the raw float list."""
     if not values:
@@ -348,6 +430,8 @@ def environment_table(results: Mapping[str, Any]) -> Table:
 def all_tables(results: Mapping[str, Any]) -> dict[str, Table]:
     return {
         "summary": summary_table(results),
+        "accuracy_gate": accuracy_gate_table(results),
+        "goodput": goodput_table(results),
         "closed_loop": closed_loop_table(results),
         "stages": stage_table(results),
         "open_loop": open_loop_table(results),

@@ -4,7 +4,8 @@
 run of four ResNet-50 services on a 16-core Xeon, with hand-set per-framework figures
 (in-process images/s by batch size, single-image latency, HTTP overhead) and a little noise:
 three repeats of five levels, one unstable level, and a TensorFlow service killed by the
-OOM killer in repeat 1 at 8 users. The report generator is tested against it without any
+OOM killer in repeat 1 at 8 users; the accuracy gate of the four fp32 rows on a 1,420-image
+DR test split. The report generator is tested against it without any
 service running.
 """
 
@@ -48,6 +49,32 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_artifacts(root, dataset="bloodmnist", stage_sizes=(1, 1, 1, 1), image_size=32,
                     runtimes=["torch", "onnx"])
     return root
+
+
+def _add_variant(results: dict[str, Any], name: str, parent: str, speed: float,
+                top1: float, verdict: str) -> None:
+    """A variant row: its parent's record with every throughput scaled by ``speed``."""
+    variant = copy.deepcopy(results["services"][parent])
+    variant["framework"] = name
+    for lv in variant["closed_loop"]["levels"]:
+        for key in ("min", "median", "max"):
+            lv["throughput_rps"][key] *= speed
+    peak = variant["closed_loop"]["peak"]
+    for key in ("min", "median", "max"):
+        peak["throughput_rps"][key] *= speed
+    results["services"][name] = variant
+    base = results["accuracy_gate"]["services"][parent]
+    results["accuracy_gate"]["services"][name] = {
+        **base, "top1": top1, "value": top1, "precision": "int8", "verdict": verdict,
+        "parent": parent, "parent_value": base["top1"], "agreement": 0.97,
+        "ratio_to_parent": top1 / base["top1"], "reason": f"{verdict} (recorded)"}
+
+
+@pytest.fixture(scope="session")
+def add_variant() -> Callable[..., None]:
+    """``add_variant(results, name, parent, speed, top1, verdict)``: a variant row in a
+    results.json, made from its parent's record (see ``_add_variant``)."""
+    return _add_variant
 
 
 def chromium_screenshot(html: Path, png: Path, profile: Path,

@@ -41,7 +41,7 @@ def test_help_states_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for fragment in ("default: 1,2,4,8,16,32; demo profile: 1,2,4", "default: 3; demo "
+    for fragment in ("default: 1,2,4,8,16,32; demo profile: 1,4", "default: 3; demo "
                      "profile: 2", "--open-loop-rate", "0.7 x the lowest peak",
                      "default: reports"):
         assert fragment in text
@@ -68,7 +68,7 @@ def test_config_is_json_able() -> None:
     import json
 
     text = json.dumps(parse("--profile", "demo").to_json())
-    assert '"levels": [1, 2, 4]' in text and '"service": {' in text
+    assert '"levels": [1, 4]' in text and '"service": {' in text
 
 
 def test_missing_models_is_a_usage_error_before_anything_starts(
@@ -80,3 +80,41 @@ def test_missing_models_is_a_usage_error_before_anything_starts(
     assert main(["--models", str(tmp_path / "models"), "--out", str(reports)]) == 2
     assert "no torch model (any version)" in capsys.readouterr().err
     assert not reports.exists()
+
+
+def test_variants_and_the_gate_flags_parse() -> None:
+    cfg = parse("--frameworks", "onnx,onnx-int8", "--eval-data", "data/x.npz",
+                "--eval-max-images", "50", "--slo-p99-ms", "250", "--usd-per-hour", "0.17",
+                "--no-accuracy-gate")
+    assert cfg.frameworks == ("onnx", "onnx-int8") and cfg.eval_max_images == 50
+    assert cfg.slo_p99_ms == 250.0 and cfg.usd_per_hour == 0.17 and not cfg.accuracy_gate
+    assert str(cfg.eval_data) == "data/x.npz"
+    defaults = parse()
+    assert defaults.slo_p99_ms == 100.0 and defaults.usd_per_hour is None
+    assert defaults.accuracy_gate and defaults.eval_data is None
+
+
+@pytest.mark.parametrize("args", [("--slo-p99-ms", "0"), ("--slo-p99-ms", "inf"),
+                                  ("--usd-per-hour", "-1"), ("--usd-per-hour", "cheap"),
+                                  ("--eval-max-images", "0"), ("--frameworks", "onnx-int4")])
+def test_bad_gate_and_cost_flags_exit_2(args: tuple[str, str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse(*args)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_unreadable_eval_data_exits_2_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "models" / "bloodmnist" / "onnx" / "1"
+    model.mkdir(parents=True)
+    (model / "manifest.json").write_text("{}")  # found; never read: the run stops first
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not an npz")
+    code = main(["--profile", "demo", "--frameworks", "onnx", "--models",
+                 str(tmp_path / "models"), "--out", str(tmp_path / "reports"),
+                 "--eval-data", str(broken)])
+    assert code == 2
+    assert "cannot read the bloodmnist test split" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.runtimes import base_runtimes
+from shared.runtimes import runtimes
 
 LocustRun = Any  # conftest.LocustRun: returncode, output, stats(), csv_rows(kind)
 
@@ -26,7 +26,8 @@ def test_list_shows_one_user_class_per_service(locust: Callable[..., LocustRun])
     run = locust("--list")
     assert run.returncode == 0, run.output
     users = run.stdout.split("Available Users:")[1].split()
-    assert users == [f"{n.capitalize()}User" for n in base_runtimes()]  # one per deployed row
+    # one per row, variants included: OnnxInt8User for onnx-int8
+    assert users == [n.title().replace("-", "") + "User" for n in runtimes()]
 
 
 @pytest.mark.slow  # with the live service's start: a tiny ResNet exported to ONNX (~20 s)

@@ -26,7 +26,9 @@ from bench.demo.pipeline import (
     PhaseTime,
     bench_command,
     data_status,
+    derived_artifacts,
     phase_table,
+    quantize_command,
     synth_params,
     training_command,
     write_stamp,
@@ -76,6 +78,30 @@ def test_bench_serves_exactly_the_trained_version_with_dataset_payloads() -> Non
     assert flag(command, "--run-id") == "demo-1" and flag(command, "--dataset") == "bloodmnist"
     assert flag(command, "--payload-dir") == str(Path("data/bloodmnist_64.npz"))
     assert "--version" not in bench_command(DEMO_PROFILES["demo"], layout, None, "demo-1")
+
+
+def test_demo_serves_an_int8_and_a_bf16_variant_beside_every_base_row() -> None:
+    from shared.runtimes import base_runtimes, get_runtime
+
+    profile = DEMO_PROFILES["demo"]
+    served = flag(bench_command(profile, Layout(), "7", "demo-1"), "--frameworks") or ""
+    names = served.split(",")
+    assert names[:len(base_runtimes())] == list(base_runtimes())
+    precisions = {get_runtime(n).precision for n in names if get_runtime(n).is_variant}
+    assert {"int8", "bf16"} <= precisions
+    assert derived_artifacts(profile) == ("openvino-int8",)
+    full = DEMO_PROFILES["full"]
+    assert set(derived_artifacts(full)) == {"onnx-int8", "openvino-int8"}
+
+
+def test_quantize_calibrates_on_the_demo_training_images(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "d", tmp_path / "m", tmp_path / "r")
+    parent = tmp_path / "m" / "bloodmnist" / "onnx" / "3"
+    command = quantize_command(DEMO_PROFILES["demo"], layout, "openvino-int8", parent)
+    assert command[:4] == [sys.executable, "-m", "training", "quantize"]
+    assert flag(command, "--to") == "openvino-int8" and flag(command, "--model") == str(parent)
+    assert flag(command, "--data") == str(tmp_path / "d" / "bloodmnist_64.npz")
+    assert flag(command, "--calibration-images") == "200" and flag(command, "--seed") == "0"
 
 
 def test_bench_cli_dispatches_the_demo_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,6 +178,28 @@ def test_a_file_without_stamp_is_used_and_never_overwritten(tmp_path: Path) -> N
     run.data()
     assert runs.commands == [] and target.read_bytes() == b"the real MedMNIST download"
     assert "as found" in run.times[0].note
+
+
+def test_quantize_phase_uses_the_trained_version_or_reuses_the_latest(tmp_path: Path) -> None:
+    run, runs = make_demo(tmp_path)
+    for version in ("2", "3"):
+        model = tmp_path / "m" / "bloodmnist" / "onnx" / version
+        model.mkdir(parents=True)
+        (model / "manifest.json").write_text("{}")
+    run.version = "2"
+    run.quantize()
+    assert flag(runs.commands[0], "--model") == str(tmp_path / "m" / "bloodmnist" / "onnx" / "2")
+    reuse, reuse_runs = make_demo(tmp_path)
+    reuse.skip_training = True
+    target = tmp_path / "m" / "bloodmnist" / "openvino-int8" / "3"
+    target.mkdir(parents=True)
+    (target / "manifest.json").write_text("{}")
+    reuse.quantize()
+    assert reuse_runs.commands == [] and reuse.times[0].note == "reused"
+    empty, _ = make_demo(tmp_path / "nothing")
+    with pytest.raises(PhaseFailed) as exc:
+        empty.quantize()
+    assert exc.value.phase == "quantize" and exc.value.returncode == 2
 
 
 def test_failed_generation_leaves_no_stamp(tmp_path: Path) -> None:
