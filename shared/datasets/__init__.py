@@ -8,9 +8,11 @@ the same order. Typical use::
     for x, y in iterate_batches(sets["train"], 32, spec=PreprocessSpec(224), shuffle=True,
                                 seed=0, epoch=epoch, augment=True): ...
 
-The synthetic generators (`synth_dr`, `synth_blood`) are imported on demand, not here.
+The synthetic generators (`synth_dr`, `synth_blood`, `synth_chestxray14`) are imported on
+demand, not here.
 """
 
+from .chestxray14 import index_chestxray14, load_chestxray14
 from .dr import index_dr, load_dr, write_kaggle_labels
 from .inspect import detect_dataset, inspect_dataset
 from .medmnist import load_bloodmnist, load_medmnist, read_medmnist_npz, write_medmnist_npz
@@ -37,10 +39,12 @@ __all__ = [
     "class_weights",
     "detect_dataset",
     "get_dataset_spec",
+    "index_chestxray14",
     "index_dr",
     "inspect_dataset",
     "iterate_batches",
     "load_bloodmnist",
+    "load_chestxray14",
     "load_dataset",
     "load_dr",
     "load_medmnist",

@@ -5,11 +5,9 @@ without touching its files: task type, class names in label order, which metrics
 which one is primary. `load_dataset` dispatches to the format readers (imported lazily, so
 reading the registry costs nothing).
 
-Multilabel datasets slot in without new types: NIH ChestX-ray14 would be
-``DatasetSpec("chestxray14", "multilabel", <14 finding names>, ("macro_auc", ...), "macro_auc")``
-with `ImageSet.labels` of shape (N, 14) holding 0/1, a reader in its own module
-(``Data_Entry_2017.csv`` + the official train_val/test lists, patient-level val split) and
-one more entry in `_LOADERS`. No placeholder entry exists until that reader does.
+Multilabel datasets use the same types: NIH ChestX-ray14 has task "multilabel", its 14
+findings as class names and `ImageSet.labels` of shape (N, 14) holding 0/1 (an image with
+"No Finding" is all zeros).
 """
 
 from __future__ import annotations
@@ -85,6 +83,37 @@ DATASETS: dict[str, DatasetSpec] = {
             primary_metric="accuracy",
             description="MedMNIST BloodMNIST: 8 peripheral blood cell types, official splits.",
         ),
+        DatasetSpec(
+            name="chestxray14",
+            task="multilabel",
+            class_names=(
+                "Atelectasis",
+                "Cardiomegaly",
+                "Effusion",
+                "Infiltration",
+                "Mass",
+                "Nodule",
+                "Pneumonia",
+                "Pneumothorax",
+                "Consolidation",
+                "Edema",
+                "Emphysema",
+                "Fibrosis",
+                "Pleural_Thickening",
+                "Hernia",
+            ),
+            metrics=(
+                "macro_auc",
+                "macro_f1",
+                "macro_precision",
+                "macro_recall",
+                "subset_accuracy",
+                "hamming_accuracy",
+            ),
+            primary_metric="macro_auc",
+            description="NIH ChestX-ray14: 14 findings on frontal chest radiographs, any number "
+            "per image (none: 'No Finding'); official patient-wise test list.",
+        ),
     )
 }
 
@@ -92,6 +121,7 @@ DATASETS: dict[str, DatasetSpec] = {
 _LOADERS: dict[str, str] = {
     "dr": "shared.datasets.dr:load_dr",
     "bloodmnist": "shared.datasets.medmnist:load_bloodmnist",
+    "chestxray14": "shared.datasets.chestxray14:load_chestxray14",
 }
 
 
