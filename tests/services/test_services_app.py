@@ -55,7 +55,8 @@ def test_predict_json_multipart(atol, runtime, client, predictor, make_image, ex
     response = client.post("/predict", data={"image": (io.BytesIO(data), "eye.png")})
     body = response.get_json()
     assert response.status_code == 200, body
-    assert list(body) == ["label", "class_index", "probabilities", "model", "timings_ms"]
+    assert list(body) == ["label", "class_index", "probabilities", "task", "model", "timings_ms"]
+    assert body["task"] == "multiclass"
     assert list(body["probabilities"]) == CLASSES
     probs = np.array(list(body["probabilities"].values()))
     np.testing.assert_allclose(probs, expected(data), atol=atol)
