@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from shared.datasets import DATASETS, DatasetError, DatasetSpec, ImageSet, load_dataset
+from shared.datasets import (
+    DATASET_NAMES,
+    DatasetError,
+    DatasetSpec,
+    ImageSet,
+    dataset_spec_for,
+    load_dataset,
+)
 from shared.imaging import to_square_uint8
 from shared.metrics import choose_thresholds, evaluate
 from shared.processes import usable_cpu_count
@@ -109,7 +116,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="python -m training.baseline",
         description="RandomForest on flattened downscaled pixels: the classical baseline.",
     )
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS),
+    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES,
                         help="dataset name (required)")
     parser.add_argument("--data", required=True, help="dataset path (required)")
     parser.add_argument("--image-size", type=int, default=224,
@@ -130,8 +137,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    dataset = DATASETS[args.dataset]
     try:
+        dataset = dataset_spec_for(args.dataset, args.data)
         sets = load_dataset(args.dataset, args.data, args.image_size)
     except DatasetError as error:
         print(f"python -m training.baseline: error: {error}", file=sys.stderr)

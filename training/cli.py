@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 
 from shared.datasets import (
-    DATASETS,
+    DATASET_NAMES,
     DatasetError,
     DatasetSpec,
     ImageSet,
     class_weights,
+    dataset_spec_for,
     load_dataset,
 )
 from shared.imaging import PreprocessSpec
@@ -147,7 +148,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add("--framework", required=True, choices=[*FRAMEWORKS, ALL],
         help="framework to train; 'all' trains each in turn plus the RandomForest baseline and "
         "writes a comparison table (required)")
-    add("--dataset", required=True, choices=sorted(DATASETS), help="dataset name (required)")
+    add("--dataset", required=True, choices=DATASET_NAMES, help="dataset name (required)")
     add("--data", required=True, type=Path,
         help="dataset path: DR directory or BloodMNIST .npz/directory (required)")
     add("--image-size", type=int, default=224,
@@ -422,7 +423,7 @@ def prepare(args: argparse.Namespace) -> Run:
     """Validate everything cheap first, then load data and the initial weights once."""
     check_image_size(args.image_size)
     check_version(args.version)
-    dataset = DATASETS[args.dataset]
+    dataset = dataset_spec_for(args.dataset, args.data)  # imagefolder: classes from the data
     if args.class_weights == "balanced" and dataset.task != "multiclass":
         raise UsageError("--class-weights balanced: only for multiclass datasets (use "
                          "--pos-weight balanced for a multilabel one)")

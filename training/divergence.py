@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.datasets import class_weights, get_dataset_spec, iterate_batches, load_dataset
+from shared.datasets import class_weights, dataset_spec_for, iterate_batches, load_dataset
 from shared.imaging import PreprocessSpec
 from shared.metrics import evaluate
 from shared.models import avoid_llvm_clash, parse_stage_sizes
@@ -145,7 +145,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     avoid_llvm_clash()
-    spec = get_dataset_spec(args.dataset)
+    spec = dataset_spec_for(args.dataset, args.data)
     sets = load_dataset(args.dataset, args.data, args.image_size)
     preprocess = PreprocessSpec(args.image_size)
     weights = (class_weights(sets["train"].labels, spec.n_classes)

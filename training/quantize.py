@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.datasets import DATASETS, DatasetError, load_dataset
+from shared.datasets import DATASET_NAMES, DatasetError, load_dataset
 from shared.imaging import PreprocessSpec, normalize
 from shared.manifest import (
     InputSpec,
@@ -191,7 +191,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add("--dataset", required=True, choices=sorted(DATASETS), help="dataset name (required)")
+    add("--dataset", required=True, choices=DATASET_NAMES, help="dataset name (required)")
     add("--data", required=True, type=Path,
         help="dataset path whose training split calibrates (required)")
     add("--model", required=True, type=Path,

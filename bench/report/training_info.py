@@ -50,12 +50,12 @@ def training_table(manifests: Mapping[str, Mapping[str, Any]], *, models: Path,
                 "settings": data.get("settings", {}), "rows": data.get("rows", [])}
     if not manifests:
         return {"source": None, "score_metric": None, "rows": []}
-    from shared.datasets import get_dataset_spec
+    from shared.datasets import dataset_spec_for
     from shared.manifest import Manifest
     from training.report import accuracy_metric, accuracy_spread, manifest_row, score_metric
 
     first = next(iter(manifests.values()))
-    spec = get_dataset_spec(first["dataset"])
+    spec = dataset_spec_for(first["dataset"], class_names=first.get("class_names"))
     rows = [manifest_row(Manifest.from_dict(dict(m)), spec) for m in manifests.values()]
     return {"source": "manifests", "score_metric": score_metric(spec),
             "accuracy_metric": accuracy_metric(spec), "accuracy_spread": accuracy_spread(rows),

@@ -14,22 +14,28 @@ demand, not here.
 
 from .chestxray14 import index_chestxray14, load_chestxray14
 from .dr import index_dr, load_dr, write_kaggle_labels
+from .imagefolder import index_imagefolder, load_imagefolder
 from .inspect import detect_dataset, inspect_dataset
 from .medmnist import load_bloodmnist, load_medmnist, read_medmnist_npz, write_medmnist_npz
 from .pipeline import batch_order, class_weights, iterate_batches, num_batches
 from .registry import (
+    DATASET_NAMES,
     DATASETS,
+    FOLDER_DATASETS,
     SPLITS,
     DatasetError,
     DatasetSpec,
     ImageSet,
+    dataset_spec_for,
     get_dataset_spec,
     load_dataset,
 )
 from .splits import SPLIT_FRACTIONS, split_patients
 
 __all__ = [
+    "DATASET_NAMES",
     "DATASETS",
+    "FOLDER_DATASETS",
     "SPLITS",
     "SPLIT_FRACTIONS",
     "DatasetError",
@@ -37,16 +43,19 @@ __all__ = [
     "ImageSet",
     "batch_order",
     "class_weights",
+    "dataset_spec_for",
     "detect_dataset",
     "get_dataset_spec",
     "index_chestxray14",
     "index_dr",
+    "index_imagefolder",
     "inspect_dataset",
     "iterate_batches",
     "load_bloodmnist",
     "load_chestxray14",
     "load_dataset",
     "load_dr",
+    "load_imagefolder",
     "load_medmnist",
     "num_batches",
     "read_medmnist_npz",

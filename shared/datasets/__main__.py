@@ -2,8 +2,9 @@
 
     synth dr --n 2000 --size 512 --out data/dr-synth      synthetic fundus set, Kaggle layout
     synth bloodmnist --n 4000 --size 64 --out data/bloodmnist_64.npz
+    synth chestxray14 --n 2000 --size 128 --out data/chestxray14-synth   NIH layout
     inspect PATH [--grid out.png] [--image-size 64]       counts per class/split + sample grid
-    acquire {dr,aptos,bloodmnist}                         print the real download commands
+    acquire {dr,aptos,bloodmnist,chestxray14,imagefolder} print the real download commands
 
 Bad input prints one ``error: ...`` line on stderr and exits 2.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from shared import imaging
 
-from .registry import DATASETS, DatasetError
+from .registry import DATASET_NAMES, DatasetError
 
 ZENODO_RECORD = "https://zenodo.org/records/10519652"
 ACQUIRE = {
@@ -55,8 +56,45 @@ mkdir -p {out}
         )
     )
     + "\npython -m shared.datasets inspect {out}",
+    "chestxray14": """\
+# NIH ChestX-ray14: 112,120 frontal chest radiographs (1024 x 1024 PNG, ~45 GB), 30,805
+# patients, 14 findings. NIH places no restriction on use; acknowledge the NIH Clinical Center
+# and cite Wang et al., CVPR 2017. Either source gives the layout python -m shared.datasets
+# reads: Data_Entry_2017*.csv, train_val_list.txt, test_list.txt and images/ (NIH) or
+# images_001/images/ ... images_012/images/ (Kaggle).
+#
+# a) the NIH box folder {nih}
+#    download Data_Entry_2017_v2020.csv, train_val_list.txt, test_list.txt and
+#    batch_download_zips.py into {out} (browser), then fetch and unpack the 12 tarballs:
+mkdir -p {out} && cd {out}
+python3 batch_download_zips.py        # -> images_01.tar.gz ... images_12.tar.gz
+for f in images_*.tar.gz; do tar -xzf "$f"; done   # -> images/*.png
+cd -
+#
+# b) the Kaggle mirror (needs a Kaggle API token in ~/.kaggle/kaggle.json):
+pip install kaggle
+kaggle datasets download -d nih-chest-xrays/data -p {out}
+unzip {out}/data.zip -d {out}   # -> Data_Entry_2017.csv, *_list.txt, images_0NN/images/*.png
+#
+python -m shared.datasets inspect {out}""",
+    "imagefolder": """\
+# Any <root>/<split>/<class>/*.jpg folder works (splits train, val, test; a missing val, or
+# val and test, is carved out of train). Example: Kaggle's Intel Image Classification, 6
+# scene classes, ~25k 150x150 JPEGs in seg_train/seg_train/<class>/ and seg_test/seg_test/
+# (seg_pred/ has no labels and is ignored). Needs a Kaggle API token (~/.kaggle/kaggle.json).
+pip install kaggle
+kaggle datasets download -d puneet6060/intel-image-classification -p {out}
+unzip {out}/intel-image-classification.zip -d {out}
+python -m shared.datasets inspect {out}""",
 }
-DEFAULT_ACQUIRE_DIRS = {"dr": "data/dr", "aptos": "data/aptos", "bloodmnist": "data/bloodmnist"}
+DEFAULT_ACQUIRE_DIRS = {
+    "dr": "data/dr",
+    "aptos": "data/aptos",
+    "bloodmnist": "data/bloodmnist",
+    "chestxray14": "data/chestxray14",
+    "imagefolder": "data/intel-images",
+}
+NIH_BOX_FOLDER = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
 
 
 def _balance(text: str) -> tuple[float, ...] | None:
@@ -76,6 +114,24 @@ def _balance(text: str) -> tuple[float, ...] | None:
     return tuple(w / sum(weights) for w in weights)
 
 
+def _synth_parser(
+    kinds: argparse._SubParsersAction, name: str, help_text: str, *, n: tuple[int, str],
+    size: tuple[int, str], out: tuple[str, str],
+) -> argparse.ArgumentParser:
+    """``synth <name>`` with the options every generator takes: --n, --size, --out, --seed
+    (each given as (default, help))."""
+    parser = kinds.add_parser(name, help=help_text)
+    parser.add_argument("--n", type=int, default=n[0], help=f"{n[1]} (default: {n[0]})")
+    parser.add_argument(
+        "--size", type=int, default=size[0], help=f"{size[1]} (default: {size[0]})"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(out[0]), help=f"{out[1]} (default: {out[0]})"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    return parser
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m shared.datasets",
@@ -86,16 +142,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", help="write a synthetic dataset")
     kinds = synth.add_subparsers(dest="dataset", required=True)
-    sdr = kinds.add_parser("dr", help="synthetic fundus photos in the Kaggle 2015 layout")
-    sdr.add_argument("--n", type=int, default=2000, help="images, two per patient (default: 2000)")
-    sdr.add_argument("--size", type=int, default=512, help="short side in px (default: 512)")
-    sdr.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/dr-synth"),
-        help="output directory (default: data/dr-synth)",
+    sdr = _synth_parser(
+        kinds, "dr", "synthetic fundus photos in the Kaggle 2015 layout",
+        n=(2000, "images, two per patient"), size=(512, "short side in px"),
+        out=("data/dr-synth", "output directory"),
     )
-    sdr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sdr.add_argument(
         "--balance",
         type=_balance,
@@ -105,16 +156,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     sdr.add_argument(
         "--workers", type=int, default=1, help="render processes; output is identical (default: 1)"
     )
-    sbl = kinds.add_parser("bloodmnist", help="synthetic blood cells in the MedMNIST .npz layout")
-    sbl.add_argument("--n", type=int, default=4000, help="images over all splits (default: 4000)")
-    sbl.add_argument("--size", type=int, default=64, help="image side in px (default: 64)")
-    sbl.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/bloodmnist_64.npz"),
-        help="output .npz (default: data/bloodmnist_64.npz)",
+    _synth_parser(
+        kinds, "bloodmnist", "synthetic blood cells in the MedMNIST .npz layout",
+        n=(4000, "images over all splits"), size=(64, "image side in px"),
+        out=("data/bloodmnist_64.npz", "output .npz"),
     )
-    sbl.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _synth_parser(
+        kinds, "chestxray14", "synthetic chest radiographs in the NIH ChestX-ray14 layout",
+        n=(2000, "images over all patients"), size=(128, "image side in px"),
+        out=("data/chestxray14-synth", "output directory"),
+    )
 
     ins = commands.add_parser("inspect", help="counts per class and split, sample grid PNG")
     ins.add_argument("path", type=Path, help="dataset file or directory")
@@ -130,7 +181,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     ins.add_argument("--per-class", type=int, default=4, help="grid samples per class (default: 4)")
     ins.add_argument(
         "--dataset",
-        choices=sorted(DATASETS),
+        choices=DATASET_NAMES,
         default=None,
         help="dataset name (default: detected from the files)",
     )
@@ -143,7 +194,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     acq.add_argument(
         "--out",
         default=None,
-        help="target directory (default: data/dr, data/aptos or data/bloodmnist)",
+        help="target directory (default: data/<dataset>)",
     )
     return parser
 
@@ -155,6 +206,12 @@ def _synth(args: argparse.Namespace) -> str:
         kwargs = {} if args.balance is None else {"class_balance": args.balance}
         out = synth_dr.generate_dr(
             args.out, args.n, size=args.size, seed=args.seed, workers=args.workers, **kwargs
+        )
+    elif args.dataset == "chestxray14":
+        from . import synth_chestxray14
+
+        out = synth_chestxray14.generate_chestxray14(
+            args.out, args.n, size=args.size, seed=args.seed
         )
     else:
         from . import synth_blood
@@ -181,7 +238,7 @@ def _inspect(args: argparse.Namespace) -> str:
 
 def _acquire(args: argparse.Namespace) -> str:
     out = args.out or DEFAULT_ACQUIRE_DIRS[args.dataset]
-    return ACQUIRE[args.dataset].format(out=out, record=ZENODO_RECORD)
+    return ACQUIRE[args.dataset].format(out=out, record=ZENODO_RECORD, nih=NIH_BOX_FOLDER)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,39 +5,38 @@ or in ``train/``; the patient is the image name without ``_left``/``_right``. AP
 ``train.csv`` (id_code,diagnosis) and ``train_images/<id_code>.png``; APTOS publishes no
 patient ids, so each image is its own patient. Grades are 0-4 in both.
 
-The split is made once per directory (`splits.py`) and stored in ``splits.csv``. Decoding
-thousands of full-size fundus JPEGs is the slow part, so images are decoded in a thread
-pool (Pillow releases the GIL) and the resized arrays are cached in
-``.cache/dr_<size>_<hash>.npz``, keyed by the labels, the split and every file's size/mtime.
+The split is made once per directory (`splits.py`) and stored in ``splits.csv``. The resized
+arrays are cached in ``.cache/dr_<size>_<hash>.npz`` (`decoding.py`), keyed by the labels,
+the split and every file's size/mtime.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from shared import imaging
 from shared.atomic import atomic_path
 
+from .decoding import cached_images, decode_files
 from .registry import SPLITS, DatasetError, ImageSet
-from .splits import check_splits, read_splits_csv, split_patients, write_splits_csv
+from .splits import (
+    check_splits,
+    group_by_split,
+    read_splits_csv,
+    save_splits_csv,
+    split_patients,
+)
 
 log = logging.getLogger(__name__)
 
 N_GRADES = 5
 SPLITS_FILE = "splits.csv"
-CACHE_DIR = ".cache"
-CACHE_VERSION = 1  # bump when decoding/resizing changes, to invalidate old caches
-# Local training data is trusted and Kaggle photos reach ~18 MP / ~8 MB: generous limits.
-DATASET_LIMITS = imaging.ImageLimits(max_bytes=256 * 2**20, max_pixels=200_000_000)
 
 
 @dataclass(frozen=True)
@@ -188,92 +187,13 @@ def index_dr(directory: Path, *, split_seed: int = 0, write_splits: bool = True)
         patient_split = split_patients(worst, split_seed)
         image_split = {image: patient_split[patient_of[image]] for image, _ in rows}
         if write_splits:
-            try:
-                write_splits_csv(splits_path, image_split)
-            except OSError as exc:
-                raise DatasetError(f"{splits_path}: cannot write the split ({exc})") from exc
+            save_splits_csv(splits_path, image_split)
             log.info("wrote patient split (seed %d) to %s", split_seed, splits_path)
     files = _find_files(directory, layout, [image for image, _ in rows])
     return [
         DRRecord(image, level, patient_of[image], file, image_split[image])
         for (image, level), file in zip(rows, files, strict=True)
     ]
-
-
-def decode_file(file: Path, image_size: int) -> np.ndarray:
-    """Decode one image file to an image_size square uint8 array; failures name the file."""
-    try:
-        data = file.read_bytes()
-        image = imaging.decode_image(data, target_size=image_size, limits=DATASET_LIMITS)
-        return imaging.to_square_uint8(image, image_size)
-    except OSError as exc:
-        raise DatasetError(f"{file}: cannot read image ({exc})") from exc
-    except imaging.ImageError as exc:
-        raise DatasetError(f"{file}: corrupt or unsupported image ({exc})") from exc
-
-
-def decode_files(files: Sequence[Path], image_size: int, workers: int | None = None) -> np.ndarray:
-    """Decode many files in a small thread pool into one (N, S, S, 3) uint8 array."""
-    out = np.empty((len(files), image_size, image_size, 3), np.uint8)
-    pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
-    step = max(1, len(files) // 10)
-    try:
-        for i, array in enumerate(pool.map(lambda f: decode_file(f, image_size), files)):
-            out[i] = array
-            if len(files) >= 1000 and (i + 1) % step == 0:
-                log.info("decoded %d/%d images", i + 1, len(files))
-    finally:  # on a bad file, stop at once instead of decoding the rest
-        pool.shutdown(wait=True, cancel_futures=True)
-    return out
-
-
-def _cache_path(directory: Path, records: Sequence[DRRecord], image_size: int) -> Path:
-    """Cache file named by a hash of labels, split and every image file's size and mtime."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}".encode())
-    for r in records:
-        st = r.file.stat()
-        name = r.file.relative_to(directory)
-        digest.update(
-            f"{r.image},{r.level},{r.split},{name},{st.st_size},{st.st_mtime_ns}\n".encode()
-        )
-    return directory / CACHE_DIR / f"dr_{image_size}_{digest.hexdigest()[:16]}.npz"
-
-
-def _read_cache(
-    path: Path, by_split: dict[str, list[DRRecord]], image_size: int
-) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None (with a warning) when unreadable or not matching."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            images = {s: npz[f"{s}_images"] for s in SPLITS}
-            ids = {s: npz[f"{s}_ids"].tolist() for s in SPLITS}
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        log.warning("ignoring unreadable cache %s (%s)", path, exc)
-        return None
-    if any(
-        ids[s] != [r.image for r in by_split[s]]
-        or images[s].shape[1:] != (image_size, image_size, 3)
-        for s in SPLITS
-    ):
-        log.warning("ignoring cache %s: it does not match the labels", path)
-        return None
-    return images
-
-
-def _write_cache(
-    path: Path, images: dict[str, np.ndarray], by_split: dict[str, list[DRRecord]]
-) -> None:
-    """Write the cache atomically and drop older caches of the same size; failure is a warning."""
-    arrays = {f"{s}_images": images[s] for s in SPLITS}
-    arrays |= {f"{s}_ids": np.array([r.image for r in by_split[s]], dtype=str) for s in SPLITS}
-    try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        for old in path.parent.glob(path.name.rsplit("_", 1)[0] + "_*.npz"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not write cache %s (%s); continuing without it", path, exc)
 
 
 def load_dr(
@@ -287,26 +207,15 @@ def load_dr(
     """Load a Kaggle-2015 or APTOS-2019 directory as patient-split train/val/test ImageSets."""
     directory = Path(path)
     records = index_dr(directory, split_seed=split_seed)
-    by_split = {s: [r for r in records if r.split == s] for s in SPLITS}
-    empty = [s for s in SPLITS if not by_split[s]]
-    if empty:
-        raise DatasetError(
-            f"{directory}: split(s) {empty} are empty; too few patients "
-            f"({len({r.patient for r in records})}) to split 70/15/15"
-        )
-    cache_file = _cache_path(directory, records, image_size) if cache else None
-    images = (
-        _read_cache(cache_file, by_split, image_size)
-        if cache_file and cache_file.is_file()
-        else None
+    by_split = group_by_split(
+        records, str(directory),
+        f"too few patients ({len({r.patient for r in records})}) to split 70/15/15",
     )
-    if images is None:
-        log.info("decoding %d images at %d px from %s", len(records), image_size, directory)
-        images = {
-            s: decode_files([r.file for r in by_split[s]], image_size, workers) for s in SPLITS
-        }
-        if cache_file:
-            _write_cache(cache_file, images, by_split)
+    images = cached_images(
+        directory, "dr", image_size,
+        {s: [(r.image, str(r.level), r.file) for r in by_split[s]] for s in SPLITS},
+        lambda files: decode_files(files, image_size, workers), enabled=cache,
+    )
     return {
         s: ImageSet(
             images[s],

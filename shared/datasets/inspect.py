@@ -1,7 +1,8 @@
 """Look at a dataset before training on it: counts per class and split, and a sample grid.
 
-Read-only: for a DR directory without ``splits.csv`` the split is computed in memory (the
-same one training would write) and nothing is written. The grid PNG shows the first few
+Read-only: for a DR or ChestX-ray14 directory without ``splits.csv`` the split is computed
+in memory (the same one training would write) and nothing is written. Multilabel counts are
+images with each finding. The grid PNG shows the first few
 training examples of every class, one row per class, labelled, drawn with Pillow only.
 """
 
@@ -15,8 +16,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from shared import imaging
 
-from . import dr, medmnist
-from .registry import SPLITS, DatasetError, get_dataset_spec
+from . import chestxray14, dr, imagefolder, medmnist
+from .decoding import decode_file
+from .registry import SPLITS, DatasetError, dataset_spec_for
 
 
 @dataclass
@@ -29,6 +31,7 @@ class DatasetSummary:
     counts: dict[str, np.ndarray]  # split -> examples per class
     notes: list[str] = field(default_factory=list)
     samples: dict[int, list[np.ndarray]] = field(default_factory=dict)  # class -> images
+    images: dict[str, int] = field(default_factory=dict)  # split -> images, when not sum(counts)
 
 
 def detect_dataset(path: Path) -> str:
@@ -39,12 +42,17 @@ def detect_dataset(path: Path) -> str:
     if path.is_dir():
         if any((path / lay.labels_file).is_file() for lay in (dr.KAGGLE, dr.APTOS)):
             return "dr"
+        if any((path / name).is_file() for name in chestxray14.LABEL_FILES):
+            return "chestxray14"
+        if any((path / name).is_dir() for name in imagefolder.SPLIT_FOLDERS["train"]):
+            return "imagefolder"
         if any(path.glob("bloodmnist*.npz")):
             return "bloodmnist"
     raise DatasetError(
         f"{path}: not a recognised dataset (expected a MedMNIST .npz or a directory with "
-        f"bloodmnist*.npz, {dr.KAGGLE.labels_file} (Kaggle 2015) or {dr.APTOS.labels_file} "
-        "(APTOS 2019))"
+        f"bloodmnist*.npz, {dr.KAGGLE.labels_file} (Kaggle 2015), {dr.APTOS.labels_file} "
+        f"(APTOS 2019), {chestxray14.LABEL_FILES[1]} (ChestX-ray14) or a train/ (or "
+        "seg_train/) folder of class folders (imagefolder))"
     )
 
 
@@ -59,8 +67,12 @@ def summarize(
     """Count examples per class and split and pick `per_class` training samples per class."""
     path = Path(path)
     name = name or detect_dataset(path)
-    spec = get_dataset_spec(name)
+    spec = dataset_spec_for(name, path)
     n = spec.n_classes
+    if name == "imagefolder":
+        return _summarize_imagefolder(path, spec.class_names, image_size, per_class, split_seed)
+    if name == "chestxray14":
+        return _summarize_chestxray14(path, spec.class_names, image_size, per_class, split_seed)
     if name == "dr":
         splits_written = (path / dr.SPLITS_FILE).is_file()
         records = dr.index_dr(path, split_seed=split_seed, write_splits=False)
@@ -85,7 +97,7 @@ def summarize(
             )
         for c in range(n):
             picks = [r.file for r in records if r.split == "train" and r.level == c][:per_class]
-            summary.samples[c] = [dr.decode_file(f, image_size) for f in picks]
+            summary.samples[c] = [decode_file(f, image_size) for f in picks]
         return summary
     file = medmnist.find_medmnist_file(path, name, image_size)
     data = medmnist.load_medmnist(file, None, flag=name, n_classes=n, task=spec.task)
@@ -102,6 +114,69 @@ def summarize(
     return summary
 
 
+def _summarize_chestxray14(
+    path: Path, findings: tuple[str, ...], image_size: int, per_class: int, split_seed: int
+) -> DatasetSummary:
+    """Positives per finding and split (an image counts once per finding it has)."""
+    splits_written = (path / chestxray14.SPLITS_FILE).is_file()
+    records = chestxray14.index_chestxray14(path, split_seed=split_seed, write_splits=False)
+    labels = chestxray14.label_matrix(records)
+    in_split = {s: np.array([r.split == s for r in records], bool) for s in SPLITS}
+    summary = DatasetSummary(
+        "chestxray14", path, findings, {s: labels[in_split[s]].sum(axis=0) for s in SPLITS}
+    )
+    summary.notes.append(
+        f"labels: {chestxray14.find_labels_file(path).name}; multilabel, counts are images "
+        "with each finding"
+    )
+    for s in SPLITS:
+        chosen = [r for r in records if r.split == s]
+        summary.images[s] = len(chosen)
+        summary.notes.append(
+            f"{s}: {len(chosen)} images, {len({r.patient for r in chosen})} patients, "
+            f"{sum(not r.findings for r in chosen)} '{chestxray14.NO_FINDING}'"
+        )
+    if not splits_written:
+        summary.notes.append(
+            f"{chestxray14.SPLITS_FILE} not written yet: counts show the validation split "
+            f"training will create (seed {split_seed})"
+        )
+    for c in range(len(findings)):
+        picks = [r.file for r in records if r.split == "train" and c in r.findings][:per_class]
+        summary.samples[c] = [decode_file(f, image_size) for f in picks]
+    return summary
+
+
+def _summarize_imagefolder(
+    path: Path, class_names: tuple[str, ...], image_size: int, per_class: int, split_seed: int
+) -> DatasetSummary:
+    """Images per class and split; says which folders hold the splits and what is carved."""
+    folders = imagefolder.split_folders(path)
+    carved = [s for s in SPLITS if s not in folders]
+    _, records = imagefolder.index_imagefolder(path, split_seed=split_seed, write_splits=False)
+    n = len(class_names)
+    summary = DatasetSummary(
+        "imagefolder", path, class_names,
+        {s: np.bincount([r.label for r in records if r.split == s], minlength=n)
+         for s in SPLITS},
+    )
+    summary.notes.append(
+        "folders: " + ", ".join(f"{s} {f.relative_to(path)}/" for s, f in folders.items())
+    )
+    if carved:
+        stored = (path / imagefolder.SPLITS_FILE).is_file()
+        summary.notes.append(
+            f"{'+'.join(carved)} carved out of train, stratified by class "
+            + (f"(stored in {imagefolder.SPLITS_FILE})" if stored else
+               f"(not written yet: counts show the split training will create, seed "
+               f"{split_seed})")
+        )
+    for c in range(n):
+        picks = [r.file for r in records if r.split == "train" and r.label == c][:per_class]
+        summary.samples[c] = [decode_file(f, image_size) for f in picks]
+    return summary
+
+
 def format_counts(summary: DatasetSummary) -> str:
     """The counts as a fixed-width text table with per-split totals."""
     width = max(len(f"{i} {c}") for i, c in enumerate(summary.class_names)) + 2
@@ -115,8 +190,9 @@ def format_counts(summary: DatasetSummary) -> str:
         lines.append(
             f"{f'{i} {class_name}':<{width}}" + "".join(f"{v:>8}" for v in (*row, sum(row)))
         )
-    totals = [int(summary.counts[s].sum()) for s in SPLITS]
-    lines.append(f"{'total':<{width}}" + "".join(f"{v:>8}" for v in (*totals, sum(totals))))
+    totals = [summary.images.get(s, int(summary.counts[s].sum())) for s in SPLITS]
+    label = "images" if summary.images else "total"
+    lines.append(f"{label:<{width}}" + "".join(f"{v:>8}" for v in (*totals, sum(totals))))
     return "\n".join(lines)
 
 

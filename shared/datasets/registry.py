@@ -117,22 +117,80 @@ DATASETS: dict[str, DatasetSpec] = {
     )
 }
 
+@dataclass(frozen=True)
+class FolderDataset:
+    """A dataset whose class names are in the data (one folder per class): everything of its
+    DatasetSpec but the names, and the "module:function" (path) -> names that reads them."""
+
+    name: str
+    class_reader: str
+    task: str
+    metrics: tuple[str, ...]
+    primary_metric: str
+    description: str = ""
+
+    def spec(self, class_names: Sequence[str]) -> DatasetSpec:
+        return DatasetSpec(self.name, self.task, tuple(class_names), self.metrics,
+                           self.primary_metric, self.description)
+
+
+FOLDER_DATASETS: dict[str, FolderDataset] = {
+    "imagefolder": FolderDataset(
+        name="imagefolder",
+        class_reader="shared.datasets.imagefolder:class_names_of",
+        task="multiclass",
+        metrics=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"),
+        primary_metric="accuracy",
+        description="Any <root>/<split>/<class>/*.jpg image set (torchvision ImageFolder, "
+        "Kaggle Intel Image Classification); classes are the sorted folder names.",
+    ),
+}
+DATASET_NAMES: tuple[str, ...] = tuple(sorted([*DATASETS, *FOLDER_DATASETS]))
+
 # name -> "module:function" with signature (path, image_size, **options) -> dict[str, ImageSet]
 _LOADERS: dict[str, str] = {
     "dr": "shared.datasets.dr:load_dr",
     "bloodmnist": "shared.datasets.medmnist:load_bloodmnist",
     "chestxray14": "shared.datasets.chestxray14:load_chestxray14",
+    "imagefolder": "shared.datasets.imagefolder:load_imagefolder",
 }
 
 
+def _function(target: str):
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASET_NAMES:
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
+
+
 def get_dataset_spec(name: str) -> DatasetSpec:
-    """Return the spec for `name`; unknown names raise KeyError listing the known ones."""
-    try:
+    """Return the spec of a dataset with fixed classes; unknown names raise KeyError listing
+    the known ones, folder datasets one pointing to `dataset_spec_for`."""
+    _check_name(name)
+    if name in FOLDER_DATASETS:
+        raise KeyError(f"dataset {name!r} takes its class names from the data: use "
+                       "dataset_spec_for(name, path)")
+    return DATASETS[name]
+
+
+def dataset_spec_for(
+    name: str, path: str | Path | None = None, class_names: Sequence[str] | None = None
+) -> DatasetSpec:
+    """The spec of `name` as used on the data at `path`: the registry's for fixed datasets;
+    for a folder dataset, its spec with the class names read from `path` (or given, e.g.
+    from a model manifest). Unreadable folders raise DatasetError."""
+    _check_name(name)
+    if name not in FOLDER_DATASETS:
         return DATASETS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
-        ) from None
+    folder = FOLDER_DATASETS[name]
+    if class_names is None:
+        if path is None:
+            raise ValueError(f"dataset {name!r}: pass the data path or the class names")
+        class_names = _function(folder.class_reader)(Path(path))
+    return folder.spec(class_names)
 
 
 @dataclass
@@ -184,7 +242,5 @@ def load_dataset(name: str, path: str | Path, image_size: int, **options) -> dic
 
     options go to the format reader (e.g. ``split_seed``/``cache`` for dr).
     """
-    get_dataset_spec(name)
-    module_name, func_name = _LOADERS[name].split(":")
-    loader = getattr(importlib.import_module(module_name), func_name)
-    return loader(Path(path), image_size, **options)
+    _check_name(name)
+    return _function(_LOADERS[name])(Path(path), image_size, **options)

@@ -11,8 +11,9 @@ patient, every stratum to within two, and as few as 5 patients give a non-empty 
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .registry import SPLITS, DatasetError
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SPLITS_COLUMNS = ("image", "split")
+T = TypeVar("T")  # a record with a .split
 
 
 def split_patients(
@@ -45,6 +47,16 @@ def split_patients(
     return assignment
 
 
+def group_by_split(records: Sequence[T], where: str, why: str) -> dict[str, list[T]]:
+    """{split: records} (each record has a ``split``); an empty split is a DatasetError
+    naming `where` and explaining `why` it might be empty."""
+    by_split = {s: [r for r in records if r.split == s] for s in SPLITS}
+    empty = [s for s in SPLITS if not by_split[s]]
+    if empty:
+        raise DatasetError(f"{where}: split(s) {empty} are empty; {why}")
+    return by_split
+
+
 def write_splits_csv(path: Path, image_split: Mapping[str, str]) -> Path:
     """Write ``image,split`` rows (in the given order) atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
@@ -52,6 +64,15 @@ def write_splits_csv(path: Path, image_split: Mapping[str, str]) -> Path:
         writer.writerow(SPLITS_COLUMNS)
         writer.writerows(image_split.items())
     return path
+
+
+def save_splits_csv(path: Path, image_split: Mapping[str, str]) -> None:
+    """`write_splits_csv` for a reader that makes its split once: a failure is a
+    DatasetError naming the file."""
+    try:
+        write_splits_csv(path, image_split)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot write the split ({exc})") from exc
 
 
 def read_splits_csv(path: Path) -> dict[str, str]:

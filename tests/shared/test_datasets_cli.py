@@ -84,6 +84,9 @@ def test_usage_errors_and_help(capsys):
         ("dr", "kaggle competitions download -c diabetic-retinopathy-detection"),
         ("aptos", "kaggle competitions download -c aptos2019-blindness-detection"),
         ("bloodmnist", "https://zenodo.org/records/10519652/files/bloodmnist_224.npz"),
+        ("chestxray14", "kaggle datasets download -d nih-chest-xrays/data"),
+        ("chestxray14", "https://nihcc.app.box.com/v/ChestXray-NIHCC"),
+        ("chestxray14", "batch_download_zips.py"),
     ],
 )
 def test_acquire_prints_commands(capsys, name, expected):
@@ -99,6 +102,40 @@ def test_synth_dr_writes_an_inspectable_dataset(tmp_path, capsys):
     assert (out / "trainLabels.csv").is_file() and len(list(out.glob("*.jpeg"))) == 10
     assert main(["inspect", str(out)]) == 0
     assert "total" in capsys.readouterr().out
+
+
+def test_synth_chestxray14_then_inspect_with_grid(tmp_path, capsys):
+    out = tmp_path / "cxr"
+    argv = ["synth", "chestxray14", "--n", "24", "--size", "32", "--out", str(out), "--seed", "1"]
+    assert main(argv) == 0
+    assert "wrote" in capsys.readouterr().out
+    for name in ("Data_Entry_2017.csv", "train_val_list.txt", "test_list.txt"):
+        assert (out / name).is_file()
+    assert len(list(out.glob("images_001/images/*.png"))) == 24
+    grid = tmp_path / "grid.png"
+    assert main(["inspect", str(out), "--grid", str(grid), "--image-size", "32"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("chestxray14:") and "Pleural_Thickening" in text
+    assert "not written yet" in text and not (out / "splits.csv").exists()
+    images = next(line for line in text.splitlines() if line.startswith("images"))
+    assert images.split()[-1] == "24"
+    assert grid.is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["synth", "chestxray14", "--n", "2"], "n must be >= 3"),
+        (["synth", "chestxray14", "--size", "8"], "size must be >= 32"),
+        (["synth", "chestxray14", "--n", "many"], "invalid int value"),
+        (["inspect", "{empty}", "--dataset", "chestxray14"], "no Data_Entry_2017.csv"),
+    ],
+)
+def test_chestxray14_bad_arguments_exit_2(tmp_path, capsys, argv, message):
+    argv = [a.replace("{empty}", str(tmp_path)) for a in argv]
+    assert main([*argv, "--out", str(tmp_path / "o")] if argv[0] == "synth" else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_synth_bloodmnist_passes_arguments(tmp_path, monkeypatch, capsys):
