@@ -460,6 +460,8 @@ def run_training(args: argparse.Namespace) -> list[dict[str, Any]]:
         settings = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                     "image_size": args.image_size, "stage_sizes": list(args.stage_sizes),
                     "init": run.init_description, "precision": args.precision,
+                    **({"pos_weight": args.pos_weight} if run.dataset.task == "multilabel"
+                       else {}),
                     "threads": run.threads, "seed": args.seed}
         json_path, md_path = write_comparison(rows, args.out, run.dataset, run.version,
                                               settings)

@@ -55,6 +55,7 @@ def test_models_carry_validation_thresholds_and_multilabel_metrics(run) -> None:
         assert len(manifest.training["pos_weight"]) == len(FINDINGS)
     comparison = (models / "chestxray14" / "comparison-1.md").read_text()
     assert "exact match" in comparison and "| **mean AUC** |" in comparison
+    assert "pos_weight balanced" in comparison
 
 
 def test_bench_serves_the_multilabel_models_and_reports_mean_auc(run) -> None:
