@@ -14,7 +14,8 @@ class name names it. Do not pass
 ``--host``: it overwrites every class's host. Each user is one closed-loop client uploading
 images from the payload pool (``_payloads.py``) with ``POST /predict``; a response counts as
 a success only if it is a 200 with a label among the model's class names, from the expected
-framework (``_checks.py``). Request names carry the framework ("onnx /predict"), so the stats
+framework, and for a multilabel model with exactly the findings above the manifest's
+thresholds (``_checks.py``). Request names carry the framework ("onnx /predict"), so the stats
 rows and the ``--csv`` files separate the services.
 
 Tags: every task has its framework's tag; ``predict`` tasks also ``predict``, the OIP tasks
