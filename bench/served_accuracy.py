@@ -4,7 +4,8 @@ service's own decode and preprocessing, its answers' probabilities.
 The test split is read from the dataset file the run was given (``--eval-data``, default the
 payload source when that is a dataset): a MedMNIST ``.npz`` (each image encoded as PNG, as the
 payload pool does) or a DR directory (the original photo files, as a clinic uploads them).
-Each image is sent once as a raw ``POST /predict`` body by a few keep-alive client threads;
+Each image is sent once as a raw ``POST /predict?input=dataset`` body (it is a dataset image,
+not a raw capture to crop to the dataset's field of view) by a few keep-alive client threads;
 the answer's ``probabilities`` (by class name) become one row of an (N, C) array in the
 model's class order. An image without a good answer is counted, never guessed: the gate
 (:mod:`bench.gate`) does not judge a runtime that dropped test images.
@@ -29,6 +30,8 @@ from bench.load.keepalive import KeepAliveClient
 SPLIT = "test"
 REQUEST_TIMEOUT_S = 120.0
 DR_LABEL_FILES = ("trainLabels.csv", "train.csv")
+PREDICT_PATH = "/predict?input=dataset"
+"""Test images are dataset images: the service must not crop them as raw captures."""
 
 
 class EvalDataError(ValueError):
@@ -142,7 +145,7 @@ def classify(url: str, images: Sequence[tuple[bytes, str]], class_names: Sequenc
     def one(index: int) -> bool:
         try:
             body, content_type = images[index]
-            status, answer = client.post("/predict", body, {
+            status, answer = client.post(PREDICT_PATH, body, {
                 "Content-Type": content_type, "Accept": "application/json"})
             if status != 200:
                 return False

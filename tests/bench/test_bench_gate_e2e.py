@@ -122,3 +122,26 @@ def test_an_image_the_service_refuses_is_counted_not_guessed(
     assert missing == [1]
     assert np.isnan(probs[1]).all()
     assert np.allclose(probs[[0, 2]].sum(axis=1), 1.0, atol=1e-4)
+    # a test image is a dataset image: BloodMNIST's raw-capture crop must not touch it
+    np.testing.assert_allclose(probs[0], uncropped_answer(model_dir, test.images[0][0]),
+                               atol=1e-4)
+
+
+def uncropped_answer(model_dir: Path, png: bytes) -> np.ndarray:
+    """Softmax of the ONNX model, in process, on the whole image, normalised like training."""
+    import io
+
+    import onnxruntime as ort
+    from PIL import Image
+
+    from shared.imaging import PreprocessSpec, normalize
+    from shared.manifest import read_manifest
+
+    manifest = read_manifest(model_dir)
+    spec = PreprocessSpec(manifest.input.size, tuple(manifest.input.mean),
+                          tuple(manifest.input.std))
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))[None]
+    session = ort.InferenceSession(str(model_dir / manifest.file_name))
+    logits = session.run(None, {session.get_inputs()[0].name: normalize(pixels, spec)})[0][0]
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
