@@ -94,3 +94,21 @@ def test_step_shape_is_opt_in_and_ends_the_run(locust: Callable[..., LocustRun],
     assert {int(row["User Count"]) for row in history} >= {1, 2}
     assert int(run.stats()["torch /predict"]["Failure Count"]) == 0
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("upload", ["oip-binary", "oip-bytes"])
+def test_oip_uploads_drive_the_binary_oip_api(
+    locust: Callable[..., LocustRun], onnx_service: str, upload: str
+) -> None:
+    """The predict task in an OIP upload mode: binary-framed OIP requests, every answer
+    checked (shape, finite probabilities, label), no failure."""
+    env = {"VERSUS_ONNX_URL": onnx_service, "VERSUS_UPLOAD": upload}
+    run = locust(*RUN, "-t", "4s", "--tags", "onnx", env=env)
+    assert run.returncode == 0, run.output
+    stats = run.stats()
+    assert set(stats) == {"onnx /v2/models/dr/infer", "onnx /model", "Aggregated"}
+    assert int(stats["onnx /v2/models/dr/infer"]["Request Count"]) > 0
+    assert int(stats["Aggregated"]["Failure Count"]) == 0
+    assert run.csv_rows("failures") == []
+    assert f"uploaded as {upload}" in run.output
