@@ -112,3 +112,19 @@ def test_oip_uploads_drive_the_binary_oip_api(
     assert int(stats["Aggregated"]["Failure Count"]) == 0
     assert run.csv_rows("failures") == []
     assert f"uploaded as {upload}" in run.output
+
+
+@pytest.mark.parametrize(("upload", "name", "error"), [
+    # a JSON answer where binary outputs were asked for
+    ("oip-bytes", "torch /v2/models/dr/infer", "no Inference-Header-Content-Length header"),
+    # a manifest without the model input: no tensor can be built, nothing is sent
+    ("oip-binary", "torch /model", "input size, mean and std"),
+])
+def test_oip_uploads_fail_on_a_wrong_answer(locust: Callable[..., LocustRun],
+                                            stub_service: Callable[..., str], upload: str,
+                                            name: str, error: str) -> None:
+    env = {"VERSUS_TORCH_URL": stub_service("ok"), "VERSUS_UPLOAD": upload}
+    run = locust("TorchUser", *RUN, "-t", "2s", env=env)
+    assert run.returncode == 1, run.output
+    (failure,) = run.csv_rows("failures")
+    assert failure["Name"] == name and error in failure["Error"]
