@@ -70,40 +70,54 @@ def test_oip_binary_needs_the_models_input(payload_dir: Path) -> None:
         payload.request("oip-binary", ModelInfo("onnx", "dr", CLASSES))
 
 
-@pytest.mark.slow  # the live service (shared with the Locust tests)
-@pytest.mark.parametrize("source", ["dataset", "captures"])
+def _probabilities(response: requests.Response, classes: int) -> np.ndarray:
+    header = response.headers.get(binary_tensors.HEADER)
+    text, binary = binary_tensors.split_body(response.content, header)
+    outputs = json.loads(text)["outputs"]
+    chunks = binary_tensors.input_chunks(outputs, binary, kind="output")
+    (probabilities,) = [binary_tensors.fixed_size_array(chunk, "FP32", [1, classes])[0]
+                        for output, chunk in zip(outputs, chunks, strict=True)
+                        if output["name"] == "probabilities"]
+    return probabilities
+
+
+@pytest.mark.slow  # the live services (shared with the Locust tests)
+@pytest.mark.parametrize(("service", "source"), [
+    ("onnx_service", "dataset"), ("onnx_service", "captures"),
+    ("bloodmnist_service", "captures"),  # cropped to the field of view first
+])
 def test_a_real_service_answers_the_oip_uploads_as_predict(
-    onnx_service: str, payload_dir: Path, tmp_path: Path, source: str
+    request: pytest.FixtureRequest, payload_dir: Path, tmp_path: Path, service: str,
+    source: str
 ) -> None:
     """Through the service's own parser: every mode answers 200 with a binary answer the
     check accepts, and the same probabilities as a /predict multipart upload of the file
-    (so the client's preprocessing is the service's, and ``input=dataset`` is honoured)."""
+    (so the client's preprocessing is the service's, raw-capture crop included, and
+    ``input=dataset`` is honoured)."""
+    url = request.getfixturevalue(service)
     if source == "captures":  # the same files outside a dataset: raw captures
         for file in sorted(payload_dir.glob("**/*.jpeg"))[:2]:
             (tmp_path / file.name).write_bytes(file.read_bytes())
         payload_dir = tmp_path
-    manifest = requests.get(f"{onnx_service}/model", timeout=10).json()
-    model = ModelInfo.from_manifest(manifest, "onnx")
+    model = ModelInfo.from_manifest(requests.get(f"{url}/model", timeout=10).json(), "onnx")
     assert model.spec is not None and model.spec.size == 32
-    for payload in load_pool(PayloadSettings(source=payload_dir, split="all", count=2)).payloads:
+    if service == "bloodmnist_service":
+        assert not model.raw_capture.whole_image
+    pool = load_pool(PayloadSettings(source=payload_dir, split="all", count=2))
+    for payload in pool.payloads:
         assert payload.input_kind == ("raw" if source == "captures" else "dataset")
         predict = payload.request("multipart", model)
-        expected = requests.post(onnx_service + predict.path, data=predict.body,
+        expected = requests.post(url + predict.path, data=predict.body,
                                  headers=predict.headers, timeout=30).json()["probabilities"]
         for mode in ("oip-binary", "oip-bytes"):
-            request = payload.request(mode, model)
-            response = requests.post(onnx_service + request.path, data=request.body,
-                                     headers=request.headers, timeout=30)
-            header = response.headers.get(binary_tensors.HEADER)
+            sent = payload.request(mode, model)
+            response = requests.post(url + sent.path, data=sent.body, headers=sent.headers,
+                                     timeout=30)
             assert response.status_code == 200, response.text[:300]
+            header = response.headers.get(binary_tensors.HEADER)
             assert check_oip_binary(response.content, header, model) is None
-            text, binary = binary_tensors.split_body(response.content, header)
-            outputs = json.loads(text)["outputs"]
-            chunks = binary_tensors.input_chunks(outputs, binary, kind="output")
-            (probabilities,) = [binary_tensors.fixed_size_array(c, "FP32", [1, len(CLASSES)])
-                                for o, c in zip(outputs, chunks, strict=True)
-                                if o["name"] == "probabilities"]
-            np.testing.assert_allclose(probabilities[0], list(expected.values()), atol=1e-5)
+            np.testing.assert_allclose(_probabilities(response, len(model.class_names)),
+                                       list(expected.values()), atol=1e-5)
 
 
 # ---------------------------------------------------------------------- the answer check
