@@ -4,7 +4,9 @@ unless the answer is a prediction from the model the user meant to load.
 Each user reads ``GET /model`` (the manifest) once: it must hold the artifact kind the user
 class's runtime serves (runtime table), every answer must name that runtime (a swapped
 ``VERSUS_<FRAMEWORK>_URL`` or a stray ``--host`` would otherwise compare one service with
-itself), and the class names are what a label must be among. The
+itself), and the class names are what a label must be among. A multilabel model's answer must
+also carry a probability in [0, 1] for every finding and list exactly the findings at or above
+their thresholds (the manifest's, 0.5 each when it has none). The
 models may be untrained, so the label itself is not checked against ground truth.
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from shared import binary_tensors
 from shared.imaging import WHOLE_IMAGE, FieldOfView, PreprocessSpec
-from shared.manifest import InputSpec, ManifestError
+from shared.manifest import DEFAULT_THRESHOLD, InputSpec, ManifestError
 from shared.runtimes import get_runtime
 
 SUM_TOLERANCE = 1e-3
@@ -36,7 +38,8 @@ class ModelInfo:
     dataset: str
     class_names: tuple[str, ...]
     task: str = "multiclass"
-    """multiclass (probabilities sum to 1) or multilabel (each in [0, 1] on its own)."""
+    thresholds: tuple[float, ...] = ()
+    """multilabel: each class's decision threshold (the manifest's, else 0.5 each)."""
     spec: PreprocessSpec | None = None
     """The model input (size, mean, std) from the manifest's ``input``: how a client that
     sends preprocessed tensors (``oip-binary``) preprocesses, exactly as the service would."""
@@ -63,6 +66,12 @@ class ModelInfo:
             raise ValueError(f"the service serves a {body.get('framework')!r} model, not the "
                              f"{artifact!r} artifact of {expected_framework!r}: check the "
                              "target URL")
+        task = body.get("task", "multiclass")
+        thresholds = tuple(body.get("thresholds") or ())
+        if task == "multilabel" and not thresholds:
+            thresholds = (DEFAULT_THRESHOLD,) * len(names)
+        if task == "multilabel" and len(thresholds) != len(names):
+            raise ValueError("manifest thresholds do not match its class_names")
         spec, raw_capture = None, WHOLE_IMAGE
         if "input" in body:
             try:
@@ -71,8 +80,8 @@ class ModelInfo:
                 raise ValueError(f"manifest input: {exc}") from None
             spec = PreprocessSpec.from_manifest_input(model_input.to_dict())
             raw_capture = model_input.raw_capture
-        return cls(expected_framework, str(body.get("dataset")), tuple(names),
-                   str(body.get("task", "multiclass")), spec, raw_capture)
+        return cls(expected_framework, str(body.get("dataset")), tuple(names), task,
+                   thresholds, spec, raw_capture)
 
 
 def check_predict(body: Any, model: ModelInfo) -> str | None:
@@ -87,6 +96,30 @@ def check_predict(body: Any, model: ModelInfo) -> str | None:
     served = body.get("model")
     if not isinstance(served, Mapping) or served.get("framework") != model.framework:
         return f"the response does not come from the {model.framework} model"
+    if model.task == "multilabel":
+        return _check_findings(body, model)
+    return None
+
+
+def _is_probability(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _check_findings(body: Mapping[str, Any], model: ModelInfo) -> str | None:
+    """multilabel: every finding's probability, and the findings above their thresholds."""
+    probs = body.get("probabilities")
+    if not isinstance(probs, Mapping) or set(probs) != set(model.class_names):
+        return "the response has no probability for every finding"
+    if not all(_is_probability(p) for p in probs.values()):
+        return "a finding's probability is not a number in [0, 1]"
+    findings = body.get("findings")
+    if not isinstance(findings, list):
+        return "the response has no list of findings"
+    expected = {name for name, t in zip(model.class_names, model.thresholds, strict=True)
+                if probs[name] >= t}
+    if set(findings) != expected or len(findings) != len(expected):
+        return (f"findings {findings} are not the findings above their thresholds "
+                f"{sorted(expected)}")
     return None
 
 
@@ -103,6 +136,12 @@ def check_oip(body: Any, model: ModelInfo) -> str | None:
         return "the response has no label output with one element"
     if labels[0][0] not in model.class_names:
         return f"label {labels[0][0]!r} is not among the model's class names"
+    if model.task == "multilabel":
+        probs = [o.get("data") for o in outputs
+                 if isinstance(o, Mapping) and o.get("name") == "probabilities"]
+        if (not probs or not isinstance(probs[0], list) or len(probs[0]) != len(model.class_names)
+                or not all(_is_probability(p) for p in probs[0])):
+            return "the response has no probability in [0, 1] for every finding"
     return None
 
 

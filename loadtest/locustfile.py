@@ -16,9 +16,10 @@ images from the payload pool (``_payloads.py``) with ``POST /predict`` (``VERSUS
 multipart or raw), or through ``POST /v2/models/<dataset>/infer`` in the binary tensor data
 extension (``oip-binary``: preprocessed FP32 tensors; ``oip-bytes``: the files as BYTES); a
 response counts as a success only if it is a 200 with a label among the model's class
-names, from the expected framework (binary answers: also probabilities of the right shape,
-finite, in [0, 1]; ``_checks.py``). Request names carry the framework ("onnx /predict"),
-so the stats rows and the ``--csv`` files separate the services.
+names, from the expected framework, and for a multilabel model with exactly the findings
+above the manifest's thresholds (binary answers: probabilities of the right shape, finite,
+in [0, 1]; ``_checks.py``). Request names carry the framework ("onnx /predict"), so the
+stats rows and the ``--csv`` files separate the services.
 
 Tags: every task has its framework's tag; ``predict`` tasks also ``predict``, the OIP tasks
 (``POST /v2/models/<dataset>/infer`` with a base64 BYTES input) ``oip``. OIP tasks run only

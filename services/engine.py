@@ -37,6 +37,7 @@ from PIL import Image
 from services import memory
 from services.admission import MemoryBudget
 from services.batching import DynamicBatcher, RowResult
+from services.findings import task_json
 from services.input_kind import DEFAULT, field_of_view
 from services.metrics import ServiceMetrics
 from services.predictors import Predictor, check_artifact, load_predictor, predictor_class
@@ -348,12 +349,14 @@ class InferenceEngine:
                 "field_of_view": fov.describe()}
 
     def prediction_json(self, prediction: Prediction) -> dict[str, Any]:
-        """The JSON body of POST /predict."""
+        """The JSON body of POST /predict (multilabel adds the findings above their
+        thresholds: :mod:`services.findings`)."""
         probs = prediction.probabilities.tolist()
         return {
             "label": prediction.label,
             "class_index": prediction.class_index,
             "probabilities": dict(zip(self.manifest.class_names, probs, strict=True)),
+            **task_json(self.manifest, prediction.probabilities),
             "model": self.model_json(),
             "timings_ms": prediction.timings.as_ms(),
         }

@@ -31,6 +31,8 @@ MANIFEST_FILE = "manifest.json"
 FRAMEWORKS = tuple(ARTIFACTS)
 """Who may have written an artifact: the artifact kinds of :mod:`shared.runtimes`."""
 TASKS = ("multiclass", "multilabel")
+DEFAULT_THRESHOLD = 0.5
+"""A multilabel finding's decision threshold when the manifest names none."""
 LAYOUTS = ("NHWC",)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK_BYTES = 1 << 20
@@ -269,6 +271,9 @@ class Manifest:
     size_bytes: int
     training: dict[str, Any] = field(default_factory=dict)
     test_metrics: dict[str, Any] = field(default_factory=dict)
+    thresholds: list[float] = field(default_factory=list)
+    """multilabel only: one decision threshold in [0, 1] per class, in class order (chosen on
+    validation by training); empty means :data:`DEFAULT_THRESHOLD` for every class."""
     created_at: str = field(default_factory=utc_now_iso)
     provenance: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -284,11 +289,17 @@ class Manifest:
         _validate_header(self)
         _validate_payload(self)
         _validate_class_count(self)
+        _validate_thresholds(self)
 
     @property
     def num_classes(self) -> int:
         """Number of output classes (= probability columns)."""
         return len(self.class_names)
+
+    @property
+    def decision_thresholds(self) -> list[float]:
+        """Each class's decision threshold: ``thresholds``, else 0.5 each (multilabel)."""
+        return list(self.thresholds) or [DEFAULT_THRESHOLD] * self.num_classes
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (``input`` nested as an object)."""
@@ -421,6 +432,27 @@ def _validate_metric_classes(metrics: dict, names: list[str]) -> None:
         raise ManifestError(
             f"keys must be the class names {names}", field="test_metrics.auc_per_class"
         )
+
+
+def _validate_thresholds(m: Manifest) -> None:
+    """``thresholds``: empty, or (multilabel only) one number in [0, 1] per class name."""
+    if not isinstance(m.thresholds, list | tuple):
+        raise ManifestError(f"expected a list of numbers, got {_type_name(m.thresholds)}",
+                            field="thresholds")
+    if not m.thresholds:
+        m.thresholds = []
+        return
+    if m.task != "multilabel":
+        raise ManifestError(f"only a multilabel model has decision thresholds, not a {m.task} "
+                            "one", field="thresholds")
+    if len(m.thresholds) != len(m.class_names):
+        raise ManifestError(f"expected one per class ({len(m.class_names)}), got "
+                            f"{len(m.thresholds)}", field="thresholds")
+    values = [_number(f"thresholds[{i}]", v) for i, v in enumerate(m.thresholds)]
+    for i, value in enumerate(values):
+        if not 0.0 <= value <= 1.0:
+            raise ManifestError(f"must be in [0, 1], got {value}", field=f"thresholds[{i}]")
+    m.thresholds = values
 
 
 # --------------------------------------------------------------------------- files

@@ -359,20 +359,73 @@ def _evaluate_multiclass(y_true: Any, probs: Any, class_names: Sequence[str]) ->
     }
 
 
-def _evaluate_multilabel(y_true: Any, probs: Any, class_names: Sequence[str]) -> dict:
-    """All multilabel metrics from 0/1 targets (N, C) and scores (N, C)."""
+def _as_thresholds(thresholds: Any, n_columns: int) -> np.ndarray:
+    """Per-label thresholds as a float64 (C,) array in [0, 1]; None means 0.5 everywhere."""
+    if thresholds is None:
+        return np.full(n_columns, MULTILABEL_THRESHOLD)
+    arr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if arr.size != n_columns:
+        raise ValueError(f"{arr.size} thresholds given but probs has {n_columns} columns")
+    if not np.all((arr >= 0) & (arr <= 1)):
+        raise ValueError("thresholds must lie in [0, 1]")
+    return arr
+
+
+def best_f1_threshold(y_true: Any, scores: Any) -> float:
+    """The threshold in [0, 1] that maximises F1 of ``scores >= threshold`` on 0/1 targets.
+
+    Candidates are the midpoints between consecutive distinct scores (and just above the top
+    and below the bottom one): a midpoint generalises to unseen scores better than a score
+    itself. Of equal F1s the highest threshold wins (fewer false positives). A label without
+    positives has F1 0 at every threshold; it keeps :data:`MULTILABEL_THRESHOLD`.
+    """
+    y = np.asarray(y_true).astype(bool).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if y.shape != s.shape:
+        raise ValueError(f"y_true has {y.size} samples but scores has {s.size}")
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return MULTILABEL_THRESHOLD
+    order = np.argsort(-s, kind="stable")
+    ranked, hits = s[order], np.cumsum(y[order])
+    last = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))  # end of each tie group
+    distinct = ranked[last]  # descending
+    f1 = 2 * hits[last] / (last + 1 + n_pos)  # predicted positives at threshold v: last + 1
+    best = int(np.argmax(f1))  # first maximum = highest threshold
+    below = distinct[best + 1] if best + 1 < distinct.size else max(distinct[best] - 1e-6, 0.0)
+    return float(np.clip((distinct[best] + below) / 2.0, 0.0, 1.0))
+
+
+def choose_thresholds(y_true_multi: Any, probs: Any) -> np.ndarray:
+    """Per-label F1-maximising thresholds (:func:`best_f1_threshold`), chosen on a
+    validation split and then applied unchanged to the test split and in serving."""
+    t = _as_multilabel(y_true_multi)
+    s = _as_scores(probs, t.shape[0])
+    if s.shape[1] != t.shape[1]:
+        raise ValueError(f"y_true has {t.shape[1]} label columns but probs has {s.shape[1]}")
+    return np.array([best_f1_threshold(t[:, c], s[:, c]) for c in range(t.shape[1])])
+
+
+def _evaluate_multilabel(y_true: Any, probs: Any, class_names: Sequence[str],
+                         thresholds: Any = None) -> dict:
+    """All multilabel metrics from 0/1 targets (N, C), scores (N, C) and per-label
+    thresholds (C,) (default 0.5 each)."""
     t = _as_multilabel(y_true)
     s = _as_scores(probs, t.shape[0])
     names = _check_class_names(class_names, s.shape[1])
+    cut = _as_thresholds(thresholds, s.shape[1])
     aucs = multilabel_auc_per_label(t, s)
-    pred = (s >= MULTILABEL_THRESHOLD).astype(np.int64)
+    pred = (s >= cut).astype(np.int64)
     tp = (pred & t).sum(axis=0)
     pred_pos, support = pred.sum(axis=0), t.sum(axis=0)
     precision, recall = _safe_div(tp, pred_pos), _safe_div(tp, support)
     f1 = _safe_div(2 * tp, pred_pos + support)
+    rows = _report_rows(names, precision, recall, f1, support)
+    for row, threshold, auc in zip(rows, cut, aucs, strict=True):
+        row["threshold"], row["auc"] = float(threshold), _json_float(auc)
     return {
         "n": int(t.shape[0]),
-        "threshold": MULTILABEL_THRESHOLD,
+        "thresholds": {name: float(c) for name, c in zip(names, cut, strict=True)},
         "macro_auc": _json_float(_nanmean_or_nan(aucs)),
         "auc_per_class": {name: _json_float(a) for name, a in zip(names, aucs, strict=True)},
         "auc_skipped_classes": [name for name, a in zip(names, aucs, strict=True) if np.isnan(a)],
@@ -381,24 +434,27 @@ def _evaluate_multilabel(y_true: Any, probs: Any, class_names: Sequence[str]) ->
         "macro_precision": float(precision.mean()),
         "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
-        "per_class": _report_rows(names, precision, recall, f1, support),
+        "per_class": rows,
     }
 
 
-def evaluate(task: str, y_true: Any, probs: Any, class_names: Sequence[str]) -> dict[str, Any]:
+def evaluate(task: str, y_true: Any, probs: Any, class_names: Sequence[str],
+             thresholds: Any = None) -> dict[str, Any]:
     """Every metric that applies to ``task``, as plain JSON-serialisable Python types.
 
     multiclass: y_true (N,) class indices, probs (N, C); predictions are the argmax. Keys:
       n, the scalars in MULTICLASS_METRICS, auc_per_class {name: auc|None},
       auc_skipped_classes, confusion_matrix (C x C, rows = true), per_class (list of dicts).
       ``qwk`` treats class indices as ordinal grades: meaningful for DR, not for blood cells.
-    multilabel: y_true (N, C) of 0/1, probs (N, C) probabilities thresholded at 0.5. Keys:
-      n, threshold, the scalars in MULTILABEL_METRICS, auc_per_class, auc_skipped_classes,
-      per_class.
+    multilabel: y_true (N, C) of 0/1, probs (N, C) probabilities, a label predicted where
+      its probability >= its threshold (``thresholds`` (C,), e.g. from
+      :func:`choose_thresholds` on validation; default 0.5 each). Keys: n, thresholds
+      {name: t}, the scalars in MULTILABEL_METRICS (``subset_accuracy`` = exact match),
+      auc_per_class, auc_skipped_classes, per_class (with each label's threshold and AUC).
     Undefined values (an AUC without positives, kappa of a constant) are None, never NaN.
     """
     if task == "multiclass":
         return _evaluate_multiclass(y_true, probs, class_names)
     if task == "multilabel":
-        return _evaluate_multilabel(y_true, probs, class_names)
+        return _evaluate_multilabel(y_true, probs, class_names, thresholds)
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")

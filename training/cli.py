@@ -60,7 +60,15 @@ from .backends.base import (
     get_backend,
     limit_cpus,
 )
-from .loop import DEFAULT_MIN_LR, DEFAULT_PLATEAU_FACTOR, FitConfig, evaluate_split, fit
+from .loop import (
+    DEFAULT_MIN_LR,
+    DEFAULT_PLATEAU_FACTOR,
+    FitConfig,
+    evaluate_split,
+    fit,
+    positive_weights,
+    validation_thresholds,
+)
 from .model_dirs import (
     HistoryWriter,
     ModelDirError,
@@ -80,6 +88,7 @@ IMAGE_SIZE_MULTIPLE = 32
 RANDOM_INIT = "random"
 IMAGENET_PREFIX = "imagenet="
 CLASS_WEIGHTS = ("none", "balanced")
+POS_WEIGHTS = ("none", "balanced")
 TF_LOG_LEVEL = "2"
 """TensorFlow's C++ log level for the CLI: errors only (no oneDNN/CPU-feature notices)."""
 SUBCOMMANDS = {"parity": "training.parity", "divergence": "training.divergence",
@@ -169,6 +178,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     add("--class-weights", choices=CLASS_WEIGHTS, default="none",
         help="'balanced' weights the loss by inverse class frequency, for imbalanced DR "
         "(default: none)")
+    add("--pos-weight", choices=POS_WEIGHTS, default="none",
+        help="multilabel: 'balanced' weighs each finding's positives in the BCE loss by its "
+        "negatives/positives ratio in the training split, for rare findings (default: none)")
     add("--no-augment", dest="augment", action="store_false",
         help="train without augmentation (default: augment)")
     add("--precision", choices=PRECISIONS, default="fp32",
@@ -303,6 +315,7 @@ class Run:
     version: str
     threads: int
     weights: np.ndarray | None
+    pos_weight: tuple[float, ...] | None = None
 
 
 def _versions(backend: Backend) -> dict[str, str]:
@@ -335,6 +348,7 @@ def training_summary(run: Run, backend: Backend, result: Any) -> dict[str, Any]:
         "optimizer": {"name": "adam", "betas": list(ADAM_BETAS), "eps": ADAM_EPSILON},
         "loss": "cross_entropy" if run.dataset.task == "multiclass" else "bce_with_logits",
         "class_weights": None if run.weights is None else [float(w) for w in run.weights],
+        "pos_weight": None if run.pos_weight is None else list(run.pos_weight),
         "schedule": {"name": "reduce_lr_on_plateau", "patience": args.plateau_patience,
                      "factor": args.plateau_factor, "min_lr": args.min_lr},
         "early_stopping": {"monitor": "val_loss", "patience": args.patience,
@@ -353,7 +367,8 @@ def train_framework(run: Run, framework: str) -> Manifest:
     args, dataset = run.args, run.dataset
     config = ModelConfig(num_classes=dataset.n_classes, image_size=args.image_size,
                          stage_sizes=tuple(args.stage_sizes), task=dataset.task,
-                         precision=args.precision, threads=run.threads, seed=args.seed)
+                         precision=args.precision, threads=run.threads, seed=args.seed,
+                         pos_weight=run.pos_weight)
     directory = create_model_dir(args.out, dataset.name, framework, run.version)
     backend = get_backend(framework)(config)
     backend.build(run.init, args.lr)
@@ -362,12 +377,17 @@ def train_framework(run: Run, framework: str) -> Manifest:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         patience=args.patience, plateau_patience=args.plateau_patience,
         plateau_factor=args.plateau_factor, min_lr=args.min_lr, augment=args.augment,
-        class_weights=run.weights, print_freq=args.print_freq, progress=not args.quiet,
+        class_weights=run.weights, pos_weight=run.pos_weight, print_freq=args.print_freq,
+        progress=not args.quiet,
     )
     result = fit(backend, run.sets["train"], run.sets["val"], dataset=dataset,
                  preprocess=run.preprocess, config=fit_config, on_epoch=history)
+    thresholds = (validation_thresholds(backend, run.sets["val"], dataset, run.preprocess,
+                                        fit_config.batch_size)
+                  if dataset.task == "multilabel" else [])
     test_metrics = evaluate_split(backend, run.sets["test"], dataset, run.preprocess,
-                                  fit_config.batch_size, run.weights)
+                                  fit_config.batch_size, run.weights, pos_weight=run.pos_weight,
+                                  thresholds=thresholds or None)
     file_name = backend.save(directory)
     manifest = write_model_artifact(
         directory, file_name, history=history.records,
@@ -380,6 +400,7 @@ def train_framework(run: Run, framework: str) -> Manifest:
         parameter_count=backend.parameter_count(),
         training=training_summary(run, backend, result),
         test_metrics={**test_metrics, "loss": _finite(test_metrics["loss"])},
+        thresholds=thresholds,
     )
     _say(args, f"{framework}: wrote {directory}")
     if framework == "torch" and args.export_onnx:
@@ -404,17 +425,23 @@ def prepare(args: argparse.Namespace) -> Run:
     check_version(args.version)
     dataset = dataset_spec_for(args.dataset, args.data)  # imagefolder: classes from the data
     if args.class_weights == "balanced" and dataset.task != "multiclass":
-        raise UsageError("--class-weights balanced: only for multiclass datasets")
+        raise UsageError("--class-weights balanced: only for multiclass datasets (use "
+                         "--pos-weight balanced for a multilabel one)")
+    if args.pos_weight == "balanced" and dataset.task != "multilabel":
+        raise UsageError("--pos-weight balanced: only for multilabel datasets (use "
+                         "--class-weights balanced for a multiclass one)")
     frameworks = frameworks_of(args)
     version = args.version or next_version(args.out, dataset.name, frameworks)
     threads = args.threads or usable_cpu_count()
     sets = load_data(args)
     weights = (class_weights(sets["train"].labels, dataset.n_classes)
                if args.class_weights == "balanced" else None)
+    pos_weight = (positive_weights(sets["train"].labels)
+                  if args.pos_weight == "balanced" else None)
     init, description = initial_state(args, dataset)
     return Run(args=args, dataset=dataset, sets=sets, preprocess=PreprocessSpec(args.image_size),
                init=init, init_description=description, version=version, threads=threads,
-               weights=weights)
+               weights=weights, pos_weight=pos_weight)
 
 
 def run_training(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -433,6 +460,8 @@ def run_training(args: argparse.Namespace) -> list[dict[str, Any]]:
         settings = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                     "image_size": args.image_size, "stage_sizes": list(args.stage_sizes),
                     "init": run.init_description, "precision": args.precision,
+                    **({"pos_weight": args.pos_weight} if run.dataset.task == "multilabel"
+                       else {}),
                     "threads": run.threads, "seed": args.seed}
         json_path, md_path = write_comparison(rows, args.out, run.dataset, run.version,
                                               settings)

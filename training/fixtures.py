@@ -102,10 +102,12 @@ WRITERS: dict[str, Writer] = {  # by artifact kind (shared.runtimes.ARTIFACTS)
 def write_artifacts(
     root: Path, *, dataset: str, stage_sizes: Sequence[int] = RESNET50, image_size: int = 224,
     seed: int = 0, version: str = "1", runtimes: Sequence[str] = RUNTIMES,
+    thresholds: Sequence[float] = (),
 ) -> dict[str, Path]:
     """Write the artifact each runtime serves, ``<root>/<dataset>/<artifact>/<version>/``, from
     one seeded torch init, with manifests (each artifact once: ONNX Runtime and OpenVINO
-    share one); returns {runtime: model_dir}."""
+    share one); returns {runtime: model_dir}. ``thresholds``: a multilabel dataset's
+    per-class decision thresholds for the manifests (default: none, i.e. 0.5 each)."""
     from training.parity import random_state_dict
 
     spec = get_dataset_spec(dataset)
@@ -130,7 +132,7 @@ def write_artifacts(
             input=InputSpec(size=image_size, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
                             raw_capture=spec.raw_capture),
             parameter_count=params,
-            training={"epochs": 0, "seed": seed, "init": "random"},
+            training={"epochs": 0, "seed": seed, "init": "random"}, thresholds=list(thresholds),
             provenance={"ported_from": "torch", "source": "training.parity.random_state_dict"},
         )
         write_manifest(model_dir, manifest)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from shared.datasets import DatasetSpec, ImageSet, iterate_batches
 from shared.imaging import PreprocessSpec
-from shared.metrics import evaluate
+from shared.metrics import choose_thresholds, evaluate
 
 from .backends.base import Backend
 
@@ -134,14 +134,18 @@ def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     return probs.astype(np.float32)
 
 
-def per_sample_loss(logits: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
-    """Cross-entropy (multiclass) or class-mean BCE-with-logits (multilabel) per example,
-    the same formulas the backends minimise."""
+def per_sample_loss(logits: np.ndarray, labels: np.ndarray, task: str,
+                    pos_weight: Sequence[float] | None = None) -> np.ndarray:
+    """Cross-entropy (multiclass) or class-mean BCE-with-logits (multilabel, positives
+    weighted by `pos_weight` when given) per example, the same formulas the backends
+    minimise."""
     logits = np.asarray(logits, np.float64)
     if task == "multiclass":
         return -log_softmax(logits)[np.arange(len(labels)), labels]
     targets = np.asarray(labels, np.float64)
-    bce = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
+    softplus_neg = np.maximum(-logits, 0) + np.log1p(np.exp(-np.abs(logits)))  # -log sigmoid
+    weight = 1.0 if pos_weight is None else 1.0 + (np.asarray(pos_weight) - 1.0) * targets
+    bce = (1.0 - targets) * logits + weight * softplus_neg
     return bce.mean(axis=1)
 
 
@@ -150,6 +154,17 @@ def sample_weights(labels: np.ndarray, class_weights: np.ndarray | None) -> np.n
     if class_weights is None:
         return np.ones(len(labels), np.float32)
     return class_weights[labels].astype(np.float32)
+
+
+def positive_weights(targets: np.ndarray) -> tuple[float, ...]:
+    """multilabel 'balanced' BCE positive weights: negatives / positives of each class in
+    the training targets (N, C), so a rare finding's positives weigh as much as its
+    negatives; 1 for a class without positives or negatives."""
+    targets = np.asarray(targets, np.float64)
+    positives = targets.sum(axis=0)
+    negatives = len(targets) - positives
+    ok = (positives > 0) & (negatives > 0)
+    return tuple(float(w) for w in np.where(ok, negatives / np.maximum(positives, 1), 1.0))
 
 
 def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
@@ -225,6 +240,8 @@ class FitConfig:
     min_lr: float = DEFAULT_MIN_LR
     augment: bool = True
     class_weights: np.ndarray | None = field(default=None, compare=False)
+    pos_weight: tuple[float, ...] | None = None
+    """multilabel: BCE positive weight per class (the backends' `ModelConfig.pos_weight`)."""
     print_freq: int = DEFAULT_PRINT_FREQ
     progress: bool = True
 
@@ -317,16 +334,30 @@ def predict_logits(
 
 def evaluate_split(
     backend: Backend, image_set: ImageSet, dataset: DatasetSpec, preprocess: PreprocessSpec,
-    batch_size: int, class_weights: np.ndarray | None = None,
+    batch_size: int, class_weights: np.ndarray | None = None, *,
+    pos_weight: Sequence[float] | None = None, thresholds: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """shared.metrics.evaluate on one split plus its (class-weighted) loss."""
+    """shared.metrics.evaluate on one split (multilabel: at `thresholds`, default 0.5) plus
+    its (class- or positive-weighted) loss."""
     logits = predict_logits(backend, image_set, preprocess, batch_size)
     labels = model_labels(image_set.labels, dataset.task)
     metrics = evaluate(dataset.task, labels, probabilities(logits, dataset.task),
-                       dataset.class_names)
+                       dataset.class_names, thresholds)
     weights = sample_weights(labels, class_weights if dataset.task == "multiclass" else None)
-    metrics["loss"] = weighted_mean(per_sample_loss(logits, labels, dataset.task), weights)
+    metrics["loss"] = weighted_mean(
+        per_sample_loss(logits, labels, dataset.task, pos_weight), weights)
     return metrics
+
+
+def validation_thresholds(
+    backend: Backend, val: ImageSet, dataset: DatasetSpec, preprocess: PreprocessSpec,
+    batch_size: int,
+) -> list[float]:
+    """multilabel: each class's F1-maximising decision threshold on the validation split
+    (`shared.metrics.choose_thresholds`), for the test metrics and the manifest."""
+    logits = predict_logits(backend, val, preprocess, batch_size)
+    probs = probabilities(logits, dataset.task)
+    return [float(t) for t in choose_thresholds(model_labels(val.labels, dataset.task), probs)]
 
 
 @dataclass
@@ -410,7 +441,7 @@ def fit(
         totals = _train_epoch(backend, train, dataset, preprocess, config, batch_size,
                               epoch - 1, header)
         metrics = evaluate_split(backend, val, dataset, preprocess, batch_size,
-                                 config.class_weights)
+                                 config.class_weights, pos_weight=config.pos_weight)
         val_loss = metrics["loss"]
         improved = stopper.update(val_loss, epoch)
         if improved:

@@ -135,7 +135,7 @@ def write_onnx_artifact(
     fields = {
         name: getattr(torch_manifest, name)
         for name in ("dataset", "task", "class_names", "architecture", "parameter_count",
-                     "training", "test_metrics")
+                     "training", "test_metrics", "thresholds")
     }
     manifest = Manifest.for_model_file(
         directory, ONNX_FILE, framework=ONNX_FRAMEWORK, framework_version=onnx.__version__,

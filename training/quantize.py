@@ -151,7 +151,8 @@ def quantize_artifact(parent_dir: Path, out_dir: Path, kind: str, images: np.nda
     tool = TOOLS[kind](source, out_dir / artifact.file_name,
                        np.ascontiguousarray(images, np.float32))
     fields = {name: getattr(parent, name) for name in
-              ("dataset", "task", "class_names", "architecture", "parameter_count", "training")}
+              ("dataset", "task", "class_names", "architecture", "parameter_count", "training",
+               "thresholds")}
     manifest = Manifest.for_model_file(
         out_dir, artifact.file_name, framework=kind, framework_version=tool["version"],
         input=InputSpec(**parent.input.to_dict()),

@@ -1,11 +1,13 @@
 """The comparison table for `--framework all`: one row per trained model (and the sklearn
 baseline), written as JSON (for bench/ and the report) and Markdown (for people).
 
-Columns: accuracy, macro-F1, the dataset's ranking metric (QWK for ordinal DR, macro ROC AUC
-where the primary metric is accuracy), seconds per epoch, training images/s, compile seconds,
-trainable parameters and file size. The accuracy spread between the deep-learning frameworks
-is reported too: with identical init, data order and hyperparameters it should be a couple of
-points at most, and a larger gap points at a bug, not at a framework.
+Columns: accuracy (exact match for a multilabel dataset), macro-F1, the dataset's ranking
+metric (QWK for ordinal DR, macro ROC AUC where the primary metric is accuracy, mean AUC over
+findings for multilabel), seconds per epoch, training images/s, compile seconds, trainable
+parameters and file size; a multilabel dataset adds a per-finding AUC table. The spreads of
+accuracy and of the ranking metric between the deep-learning frameworks are reported too: with
+identical init, data order and hyperparameters they should be a couple of points at most, and
+a larger gap points at a bug, not at a framework.
 """
 
 from __future__ import annotations
@@ -29,10 +31,31 @@ def score_metric(dataset: DatasetSpec) -> str:
     return dataset.primary_metric if dataset.primary_metric != "accuracy" else "macro_auc"
 
 
+def accuracy_metric(dataset: DatasetSpec) -> str:
+    """The accuracy column: plain accuracy, or exact match (every finding right) for
+    multilabel."""
+    return "accuracy" if dataset.task == "multiclass" else "subset_accuracy"
+
+
+ACCURACY_HEADERS = {"accuracy": "accuracy", "subset_accuracy": "exact match"}
+
+
+def metric_cells(metrics: dict[str, Any], dataset: DatasetSpec) -> dict[str, Any]:
+    """A row's test-metric cells from `shared.metrics.evaluate` output (models and the
+    baseline alike); multilabel rows also carry Hamming accuracy and the per-finding AUCs."""
+    cells = {"accuracy": metrics.get(accuracy_metric(dataset)),
+             "macro_f1": metrics.get("macro_f1"),
+             "score": metrics.get(score_metric(dataset))}
+    if dataset.task == "multilabel":
+        cells["hamming_accuracy"] = metrics.get("hamming_accuracy")
+        cells["auc_per_class"] = metrics.get("auc_per_class")
+    return cells
+
+
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     # key, header, format
     ("framework", "framework", "{}"),
-    ("accuracy", "accuracy", "{:.4f}"),
+    ("accuracy", "{accuracy}", "{:.4f}"),
     ("macro_f1", "macro-F1", "{:.4f}"),
     ("score", "{score}", "{:.4f}"),
     ("seconds_per_epoch", "s/epoch", "{:.1f}"),
@@ -48,9 +71,7 @@ def manifest_row(manifest: Manifest, dataset: DatasetSpec) -> dict[str, Any]:
     training, metrics = manifest.training, manifest.test_metrics
     return {
         "framework": manifest.framework,
-        "accuracy": metrics.get("accuracy"),
-        "macro_f1": metrics.get("macro_f1"),
-        "score": metrics.get(score_metric(dataset)),
+        **metric_cells(metrics, dataset),
         "seconds_per_epoch": training.get("seconds_per_epoch"),
         "images_per_second": training.get("images_per_second"),
         "compile_seconds": training.get("compile_seconds"),
@@ -62,10 +83,11 @@ def manifest_row(manifest: Manifest, dataset: DatasetSpec) -> dict[str, Any]:
     }
 
 
-def accuracy_spread(rows: Sequence[dict[str, Any]]) -> float | None:
-    """Max minus min test accuracy over the deep-learning rows (baseline excluded)."""
-    values = [row["accuracy"] for row in rows
-              if row["framework"] != BASELINE_FRAMEWORK and row.get("accuracy") is not None]
+def accuracy_spread(rows: Sequence[dict[str, Any]], key: str = "accuracy") -> float | None:
+    """Max minus min test accuracy (or another column) over the deep-learning rows
+    (baseline excluded)."""
+    values = [row[key] for row in rows
+              if row["framework"] != BASELINE_FRAMEWORK and row.get(key) is not None]
     return max(values) - min(values) if len(values) > 1 else None
 
 
@@ -75,12 +97,30 @@ def _cell(value: Any, fmt: str) -> str:
 
 def markdown_table(rows: Sequence[dict[str, Any]], dataset: DatasetSpec) -> str:
     """GitHub-flavoured Markdown table of `rows` (missing values as an em dash)."""
-    headers = [header.format(score=score_metric(dataset)) for _, header, _ in COLUMNS]
+    headers = [header.format(score=score_metric(dataset),
+                             accuracy=ACCURACY_HEADERS[accuracy_metric(dataset)])
+               for _, header, _ in COLUMNS]
     lines = ["| " + " | ".join(headers) + " |",
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(key), fmt) for key, _, fmt in COLUMNS)
                      + " |")
+    return "\n".join(lines)
+
+
+def findings_table(rows: Sequence[dict[str, Any]], dataset: DatasetSpec) -> str:
+    """multilabel: test ROC AUC of every finding (rows) by framework (columns), then the
+    mean; '' for a multiclass dataset."""
+    if dataset.task != "multilabel":
+        return ""
+    frameworks = [row["framework"] for row in rows]
+    lines = ["| finding | " + " | ".join(frameworks) + " |",
+             "|---|" + "---:|" * len(frameworks)]
+    for name in dataset.class_names:
+        cells = [_cell((row.get("auc_per_class") or {}).get(name), "{:.4f}") for row in rows]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    means = [_cell(row.get("score"), "{:.4f}") for row in rows]
+    lines.append("| **mean AUC** | " + " | ".join(means) + " |")
     return "\n".join(lines)
 
 
@@ -92,11 +132,15 @@ def write_comparison(
     directory = Path(out) / dataset.name
     directory.mkdir(parents=True, exist_ok=True)
     spread = accuracy_spread(rows)
+    score_spread = accuracy_spread(rows, "score")
     payload = {
         "dataset": dataset.name,
         "version": version,
+        "task": dataset.task,
         "score_metric": score_metric(dataset),
+        "accuracy_metric": accuracy_metric(dataset),
         "accuracy_spread": spread,
+        "score_spread": score_spread,
         "settings": settings,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "python": platform.python_version()},
@@ -106,9 +150,13 @@ def write_comparison(
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
     summary = ", ".join(f"{key} {value}" for key, value in settings.items())
     spread_text = MISSING if spread is None else f"{100 * spread:.1f} points"
+    score_text = MISSING if score_spread is None else f"{score_spread:.4f}"
+    findings = findings_table(rows, dataset)
     markdown = (f"# {dataset.name}: framework comparison (version {version})\n\n"
                 f"{summary}\n\n{markdown_table(rows, dataset)}\n\n"
-                f"Test accuracy spread across frameworks: {spread_text}.\n")
+                f"Test {ACCURACY_HEADERS[accuracy_metric(dataset)]} spread across "
+                f"frameworks: {spread_text}; {score_metric(dataset)} spread: {score_text}.\n"
+                + (f"\nTest ROC AUC per finding:\n\n{findings}\n" if findings else ""))
     md_path = directory / f"comparison-{version}.md"
     md_path.write_text(markdown)
     return json_path, md_path

@@ -2,14 +2,16 @@
 
     python -m bench demo                     # 2-core laptop, no GPU: about 10 minutes
     python -m bench demo --profile full      # GPU host: ResNet-50, 224 px, full epochs
+    python -m bench demo --dataset chestxray14   # multilabel: 14 findings per radiograph
 
 Four phases, each a child process (what ``make demo`` runs):
 
-1. **data**: a synthetic BloodMNIST ``.npz`` (``python -m shared.datasets synth bloodmnist``),
-   skipped when ``<data>/bloodmnist_<px>.npz`` already holds what this profile would write
-   (a ``.synth.json`` stamp next to it records the generator's parameters and the file's
-   sha256). A file without a stamp is someone's own copy (e.g. the real MedMNIST download):
-   it is used as it is and never overwritten.
+1. **data**: a synthetic dataset (``python -m shared.datasets synth <dataset>``; BloodMNIST
+   by default, or any dataset with a generator: :data:`DEMO_DATASETS`), skipped when
+   ``<data>/bloodmnist_<px>.npz`` (``<data>/<dataset>_<px>/`` for a directory layout) already
+   holds what this profile would write (a ``.synth.json`` stamp next to it records the
+   generator's parameters and the data's sha256). Data without a stamp is someone's own copy
+   (e.g. the real MedMNIST download): it is used as it is and never overwritten.
 2. **training**: ``python -m training --framework all`` at one new model version: torch,
    TensorFlow and JAX from identical init, the ONNX export, the RandomForest baseline and the
    comparison table.
@@ -37,7 +39,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +56,9 @@ from shared.runtimes import base_runtimes, get_artifact, get_runtime, runtimes
 
 PROG = "python -m bench demo"
 DATASET = "bloodmnist"
+DEMO_DATASETS = {"bloodmnist": ".npz", "chestxray14": "", "dr": ""}
+"""Datasets ``python -m shared.datasets synth`` generates (``--n --size --seed --out``), by the
+suffix of what it writes: a MedMNIST ``.npz`` file, or a directory in the real layout."""
 STAMP_SUFFIX = ".synth.json"
 EXIT_INTERRUPTED = 130
 
@@ -85,6 +92,8 @@ class DemoProfile:
     """How long a child may take to stop after SIGINT (the bench writes its report)."""
     budget_s: float | None = None
     """The wall time this profile promises (printed next to the total; None: no promise)."""
+    dataset: str = DATASET
+    """What every phase works on (``--dataset``): one of :data:`DEMO_DATASETS`."""
 
 
 DEMO_PROFILES: dict[str, DemoProfile] = {
@@ -136,23 +145,26 @@ class Layout:
     reports: Path = Path("reports")
 
     def dataset_file(self, profile: DemoProfile) -> Path:
-        return self.data / f"{DATASET}_{profile.image_size}.npz"
+        """The generated data: a file or a directory (:data:`DEMO_DATASETS`)."""
+        suffix = DEMO_DATASETS[profile.dataset]
+        return self.data / f"{profile.dataset}_{profile.image_size}{suffix}"
 
 
 def synth_params(profile: DemoProfile) -> dict[str, Any]:
     """The generator's parameters: what the stamp must match for a file to be reused."""
-    return {"generator": "shared.datasets synth bloodmnist", "n": profile.n_images,
+    return {"generator": f"shared.datasets synth {profile.dataset}", "n": profile.n_images,
             "size": profile.image_size, "seed": profile.seed}
 
 
 def synth_command(profile: DemoProfile, out: Path) -> list[str]:
-    return [sys.executable, "-m", "shared.datasets", "synth", DATASET,
+    return [sys.executable, "-m", "shared.datasets", "synth", profile.dataset,
             "--n", str(profile.n_images), "--size", str(profile.image_size),
             "--seed", str(profile.seed), "--out", str(out)]
 
 
 def training_command(profile: DemoProfile, layout: Layout, version: str) -> list[str]:
-    command = [sys.executable, "-m", "training", "--framework", "all", "--dataset", DATASET,
+    command = [sys.executable, "-m", "training", "--framework", "all", "--dataset",
+               profile.dataset,
                "--data", str(layout.dataset_file(profile)),
                "--image-size", str(profile.image_size), "--stage-sizes", profile.stage_sizes,
                "--seed", str(profile.seed), "--out", str(layout.models), "--version", version]
@@ -178,7 +190,7 @@ def quantize_command(profile: DemoProfile, layout: Layout, kind: str, parent_dir
                      ) -> list[str]:
     """``python -m training quantize``: ``kind`` from ``parent_dir``, written beside it at the
     same version, calibrated on the demo dataset's training split."""
-    return [sys.executable, "-m", "training", "quantize", "--dataset", DATASET,
+    return [sys.executable, "-m", "training", "quantize", "--dataset", profile.dataset,
             "--data", str(layout.dataset_file(profile)), "--model", str(parent_dir),
             "--to", kind, "--calibration-images", str(profile.calibration_images),
             "--seed", str(profile.seed)]
@@ -189,7 +201,7 @@ def bench_command(profile: DemoProfile, layout: Layout, version: str | None,
     """``version`` None: each framework's latest (``--skip-training`` reuses old models)."""
     command = [sys.executable, "-m", "bench", "--profile", profile.bench_profile,
                "--frameworks", ",".join(served_runtimes(profile)),
-               "--models", str(layout.models), "--dataset", DATASET,
+               "--models", str(layout.models), "--dataset", profile.dataset,
                "--out", str(layout.reports), "--run-id", run_id,
                "--payload-dir", str(layout.dataset_file(profile)),
                "--seed", str(profile.seed)]
@@ -198,13 +210,13 @@ def bench_command(profile: DemoProfile, layout: Layout, version: str | None,
     return command + list(profile.bench_args)
 
 
-def next_model_version(models: Path) -> str:
+def next_model_version(models: Path, dataset: str = DATASET) -> str:
     """The version the training phase will write (one number for every framework), chosen
     here so that the bench serves exactly the models this run trained."""
     from training.backends.base import BACKENDS
     from training.model_dirs import next_version
 
-    return next_version(models, DATASET, tuple(BACKENDS))
+    return next_version(models, dataset, tuple(BACKENDS))
 
 
 # ---------------------------------------------------------------------- data phase
@@ -214,16 +226,33 @@ def stamp_path(dataset_file: Path) -> Path:
     return dataset_file.with_name(dataset_file.name + STAMP_SUFFIX)
 
 
+def _files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in _files(path))
+
+
 def _sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and contents)."""
+    import hashlib
+
     from shared.manifest import sha256_file
 
-    return sha256_file(path)
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for file in _files(path):
+        digest.update(f"{file.relative_to(path)}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
 
 
 def data_status(dataset_file: Path, params: Mapping[str, Any]) -> str:
-    """'missing', 'current' (stamp matches params and file), 'stale' (ours, other params or
-    changed since), or 'foreign' (a file without a stamp: not ours to overwrite)."""
-    if not dataset_file.is_file():
+    """'missing', 'current' (stamp matches params and data), 'stale' (ours, other params or
+    changed since), or 'foreign' (data without a stamp: not ours to overwrite). The data is
+    a file or a directory."""
+    if not dataset_file.exists():
         return "missing"
     stamp = stamp_path(dataset_file)
     if not stamp.is_file():
@@ -234,7 +263,7 @@ def data_status(dataset_file: Path, params: Mapping[str, Any]) -> str:
         return "stale"
     if recorded.get("params") != dict(params):
         return "stale"
-    if recorded.get("size_bytes") != dataset_file.stat().st_size:
+    if recorded.get("size_bytes") != _size(dataset_file):
         return "stale"
     return "current" if recorded.get("sha256") == _sha256(dataset_file) else "stale"
 
@@ -243,7 +272,7 @@ def write_stamp(dataset_file: Path, params: Mapping[str, Any]) -> Path:
     """Record what generated ``dataset_file`` (after the generator succeeded)."""
     stamp = stamp_path(dataset_file)
     stamp.write_text(json.dumps({"params": dict(params), "sha256": _sha256(dataset_file),
-                                 "size_bytes": dataset_file.stat().st_size}, indent=2) + "\n")
+                                 "size_bytes": _size(dataset_file)}, indent=2) + "\n")
     return stamp
 
 
@@ -305,6 +334,8 @@ class Demo:
                 return
             target.parent.mkdir(parents=True, exist_ok=True)
             stamp_path(target).unlink(missing_ok=True)  # stale or half-written: not trusted
+            if target.is_dir():  # ours (it had a stamp): the generator writes a fresh one
+                shutil.rmtree(target)
             code = self.run("data", synth_command(self.profile, target))
             if code:
                 raise PhaseFailed("data", code)
@@ -315,13 +346,13 @@ class Demo:
         if self.skip_training:
             with self.phase("training", "skipped (--skip-training): the latest models"):
                 return
-        self.version = next_model_version(self.layout.models)
+        self.version = next_model_version(self.layout.models, self.profile.dataset)
         with self.phase("training", f"version {self.version}") as record:
             code = self.run("training", training_command(self.profile, self.layout,
                                                          self.version))
             if code:
                 raise PhaseFailed("training", code)
-            record.note = f"{self.layout.models}/{DATASET}/*/{self.version}"
+            record.note = f"{self.layout.models}/{self.profile.dataset}/*/{self.version}"
 
     def parent_dir(self, kind: str) -> Path:
         """The model directory a derived ``kind`` is made from: the trained version, or
@@ -331,7 +362,7 @@ class Demo:
         parent_kind = get_artifact(kind).derived_from
         runtime = next(r.name for r in base_runtimes().values() if r.artifact == parent_kind)
         try:
-            return latest_model_dirs(self.layout.models, DATASET, [runtime],
+            return latest_model_dirs(self.layout.models, self.profile.dataset, [runtime],
                                      self.version)[runtime]
         except ServiceError as exc:
             self.log(str(exc))
@@ -371,7 +402,7 @@ class Demo:
         """Training table, serving summary, phase times, report path (what is printed)."""
         parts, html_path = [], None
         if self.version is not None:
-            table = self.layout.models / DATASET / f"comparison-{self.version}.md"
+            table = self.layout.models / self.profile.dataset / f"comparison-{self.version}.md"
             if table.is_file():
                 parts += ["Training (test split):", _without_heading(table.read_text()), ""]
         if self.report_dir is not None and (self.report_dir / "results.json").is_file():
@@ -423,6 +454,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="demo: tiny ResNet at 64 px on 2 CPU cores, about 10 min; full: "
                         "ResNet-50 at 224 px, default epochs, the full sweep, for GPU hosts "
                         "(default: demo)")
+    p.add_argument("--dataset", choices=sorted(DEMO_DATASETS), default=DATASET,
+                   help="synthetic dataset to generate, train on and serve: bloodmnist (8 "
+                        "blood cell types), chestxray14 (14 findings per chest radiograph, "
+                        f"multilabel) or dr (5 retinopathy grades) (default: {DATASET})")
     p.add_argument("--data", type=Path, default=Layout.data,
                    help="dataset directory (default: data)")
     p.add_argument("--models", type=Path, default=Layout.models,
@@ -440,10 +475,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     from bench.runner import new_run_id
 
-    demo = Demo(DEMO_PROFILES[args.profile], Layout(args.data, args.models, args.reports),
+    profile = dataclasses.replace(DEMO_PROFILES[args.profile], dataset=args.dataset)
+    demo = Demo(profile, Layout(args.data, args.models, args.reports),
                 run_id=args.run_id or f"demo-{new_run_id()}", skip_training=args.skip_training)
-    demo.log(f"profile {args.profile}: data in {args.data}, models in {args.models}, "
-             f"report in {args.reports / demo.run_id}")
+    demo.log(f"profile {args.profile}, dataset {args.dataset}: data in {args.data}, models in "
+             f"{args.models}, report in {args.reports / demo.run_id}")
     status = 0
     with stop_signals_raise():
         try:

@@ -32,7 +32,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("Open loop", ("open_loop",), ("open_loop",)),
     ("In-process baseline and serving efficiency", ("in_process",), ("in_process",)),
     ("Image size", ("image_sizes", "image_sizes_throughput"), ("image_sizes",)),
-    ("Training", ("training",), ()),
+    ("Training", ("training", "training_findings"), ()),
     ("Parity", ("parity",), ()),
     ("Environment", ("environment",), ()),
 )
@@ -150,7 +150,7 @@ def render_markdown(results: Mapping[str, Any], tables: Mapping[str, Table],
     parts += [f"**{p}**\n" for p in _problems(results)]
     for heading, table_names, plot_names in SECTIONS:
         parts += [f"## {heading}", ""]
-        for name in table_names:
+        for name in (n for n in table_names if n in tables):  # absent: not this dataset's
             parts += [markdown_table(tables[name], tables[name].title != heading), ""]
         for name in plot_names:
             if name in plot_files:
@@ -173,7 +173,7 @@ def render_html(results: Mapping[str, Any], tables: Mapping[str, Table],
     for heading, table_names, plot_names in SECTIONS:
         body.append(f"<h2>{html.escape(heading)}</h2>")
         body += [html_table(tables[name], tables[name].title != heading)
-                 for name in table_names]
+                 for name in table_names if name in tables]
         for name in plot_names:
             if name in images:
                 caption, png = images[name]

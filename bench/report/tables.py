@@ -259,15 +259,22 @@ def image_size_tables(results: Mapping[str, Any]) -> tuple[Table, Table]:
     return latency, throughput
 
 
+ACCURACY_HEADERS = {"accuracy": "accuracy", "subset_accuracy": "exact match"}
+"""The training table's accuracy column: exact match (all findings right) for multilabel."""
+
+
 def training_table(results: Mapping[str, Any]) -> Table:
     training = results.get("training") or {}
     score = training.get("score_metric") or "score"
-    t = Table("Training", ["framework", "accuracy", "macro-F1", score, "s/epoch",
+    accuracy = ACCURACY_HEADERS.get(training.get("accuracy_metric") or "accuracy", "accuracy")
+    t = Table("Training", ["framework", accuracy, "macro-F1", score, "s/epoch",
                            "train img/s", "params", "MB"],
               note=f"Source: {training.get('source') or 'none found'}."
-              + (f" Test-accuracy spread across frameworks: "
+              + (f" Test-{accuracy} spread across frameworks: "
                  f"{100 * training['accuracy_spread']:.1f} points."
-                 if training.get("accuracy_spread") is not None else ""))
+                 if training.get("accuracy_spread") is not None else "")
+              + (f" {score} spread: {training['score_spread']:.4f}."
+                 if training.get("score_spread") is not None else ""))
     for row in training.get("rows", []):
         params = row.get("parameter_count")
         t.add([row.get("framework"), fmt_number(row.get("accuracy"), 4),
@@ -276,6 +283,22 @@ def training_table(results: Mapping[str, Any]) -> Table:
                fmt_number(row.get("images_per_second"), 1),
                MISSING if params is None else f"{params:,}",
                fmt_number(row.get("size_mb"), 1)])
+    return t
+
+
+def training_findings_table(results: Mapping[str, Any]) -> Table | None:
+    """multilabel: each finding's test ROC AUC (rows) by framework (columns); None when the
+    training rows carry no per-finding AUCs (a multiclass dataset)."""
+    rows = [r for r in (results.get("training") or {}).get("rows", []) if r.get("auc_per_class")]
+    if not rows:
+        return None
+    findings = list(dict.fromkeys(name for r in rows for name in r["auc_per_class"]))
+    t = Table("Per-finding test ROC AUC", ["finding", *(r.get("framework") for r in rows)],
+              note="Each finding's ROC AUC on the test split; the last row is their mean, "
+                   "the headline metric of a multilabel dataset.")
+    for name in findings:
+        t.add([name, *(fmt_number(r["auc_per_class"].get(name), 4) for r in rows)])
+    t.add(["mean AUC", *(fmt_number(r.get("score"), 4) for r in rows)])
     return t
 
 
@@ -441,7 +464,7 @@ UPLOAD_WORDS = {
 
 
 def all_tables(results: Mapping[str, Any]) -> dict[str, Table]:
-    return {
+    tables = {
         "summary": summary_table(results),
         "accuracy_gate": accuracy_gate_table(results),
         "goodput": goodput_table(results),
@@ -455,3 +478,7 @@ def all_tables(results: Mapping[str, Any]) -> dict[str, Table]:
         "parity": parity_table(results),
         "environment": environment_table(results),
     }
+    findings = training_findings_table(results)
+    if findings is not None:
+        tables["training_findings"] = findings
+    return tables

@@ -3,8 +3,8 @@
 - Training table: ``training``'s own comparison JSON (``models/<dataset>/comparison-<version>
   .json``, written by ``python -m training --framework all``, with the sklearn baseline and
   the accuracy spread) when it exists, else one row per served model built from its manifest
-  with the same function (``training.report.manifest_row``): accuracy, QWK/AUC, s/epoch,
-  parameters, MB.
+  with the same function (``training.report.manifest_row``): accuracy (exact match for
+  multilabel), QWK/AUC, s/epoch, parameters, MB, and a multilabel model's per-finding AUCs.
 - Parity, from the manifests and the served artifacts: (1) provenance: the ONNX model must
   name the sha256 of the torch model it was exported from, and it must be the torch model
   being served; (2) agreement: the in-process baseline ran the same preprocessed images
@@ -44,19 +44,22 @@ def training_table(manifests: Mapping[str, Mapping[str, Any]], *, models: Path,
     if path is not None and Path(path).is_file():
         data = json.loads(Path(path).read_text())
         return {"source": str(path), "score_metric": data.get("score_metric"),
+                "accuracy_metric": data.get("accuracy_metric", "accuracy"),
                 "accuracy_spread": data.get("accuracy_spread"),
+                "score_spread": data.get("score_spread"),
                 "settings": data.get("settings", {}), "rows": data.get("rows", [])}
     if not manifests:
         return {"source": None, "score_metric": None, "rows": []}
     from shared.datasets import dataset_spec_for
     from shared.manifest import Manifest
-    from training.report import accuracy_spread, manifest_row, score_metric
+    from training.report import accuracy_metric, accuracy_spread, manifest_row, score_metric
 
     first = next(iter(manifests.values()))
     spec = dataset_spec_for(first["dataset"], class_names=first.get("class_names"))
     rows = [manifest_row(Manifest.from_dict(dict(m)), spec) for m in manifests.values()]
     return {"source": "manifests", "score_metric": score_metric(spec),
-            "accuracy_spread": accuracy_spread(rows), "rows": rows}
+            "accuracy_metric": accuracy_metric(spec), "accuracy_spread": accuracy_spread(rows),
+            "score_spread": accuracy_spread(rows, "score"), "rows": rows}
 
 
 def _same_weights(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:

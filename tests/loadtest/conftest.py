@@ -111,6 +111,12 @@ def bloodmnist_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     yield from _serve_tiny_onnx(tmp_path_factory, "bloodmnist")
 
 
+@pytest.fixture(scope="session")
+def chestxray14_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """As :func:`onnx_service`, for a multilabel model (ChestX-ray14's findings)."""
+    yield from _serve_tiny_onnx(tmp_path_factory, "chestxray14")
+
+
 def _serve_tiny_onnx(tmp_path_factory: pytest.TempPathFactory, dataset: str) -> Iterator[str]:
     from training.fixtures import write_artifacts
 

@@ -48,3 +48,52 @@ def test_check_oip() -> None:
     assert "no label output" in check_oip({**good, "outputs": {"label": 1}}, MODEL)
     bad_label = [{"name": "label", "data": ["Grade 9"]}]
     assert "not among" in check_oip({**good, "outputs": bad_label}, MODEL)
+
+
+FINDINGS = ["Effusion", "Mass", "Nodule"]
+MULTILABEL = {"framework": "onnx", "dataset": "chestxray14", "class_names": FINDINGS,
+              "task": "multilabel", "thresholds": [0.3, 0.5, 0.9]}
+
+
+def test_model_info_of_a_multilabel_manifest() -> None:
+    model = ModelInfo.from_manifest(MULTILABEL, "onnx")
+    assert model.task == "multilabel" and model.thresholds == (0.3, 0.5, 0.9)
+    untuned = ModelInfo.from_manifest({**MULTILABEL, "thresholds": []}, "onnx")
+    assert untuned.thresholds == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="thresholds"):
+        ModelInfo.from_manifest({**MULTILABEL, "thresholds": [0.5]}, "onnx")
+
+
+def test_check_predict_multilabel_findings_follow_the_thresholds() -> None:
+    model = ModelInfo.from_manifest(MULTILABEL, "onnx")
+    probs = {"Effusion": 0.4, "Mass": 0.5, "Nodule": 0.8}
+    good = {"label": "Nodule", "model": {"framework": "onnx"}, "probabilities": probs,
+            "findings": ["Mass", "Effusion"]}
+    assert check_predict(good, model) is None
+    assert "above their thresholds" in check_predict({**good, "findings": ["Mass"]}, model)
+    assert "above their thresholds" in check_predict(
+        {**good, "findings": ["Mass", "Effusion", "Nodule"]}, model)
+    assert "above their thresholds" in check_predict(
+        {**good, "findings": ["Mass", "Mass", "Effusion"]}, model)
+    assert "no list of findings" in check_predict({**good, "findings": None}, model)
+    assert "every finding" in check_predict(
+        {**good, "probabilities": {"Effusion": 0.4, "Mass": 0.5}}, model)
+    assert "[0, 1]" in check_predict(
+        {**good, "probabilities": {**probs, "Nodule": 1.5}}, model)
+    assert "[0, 1]" in check_predict(
+        {**good, "probabilities": {**probs, "Nodule": "high"}}, model)
+    # The same body is a good multiclass answer: the findings are multilabel's business.
+    assert check_predict({**good, "findings": None}, MODEL.__class__(
+        "onnx", "chestxray14", tuple(FINDINGS))) is None
+
+
+def test_check_oip_multilabel_needs_the_probability_vector() -> None:
+    model = ModelInfo.from_manifest(MULTILABEL, "onnx")
+    label = {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["Mass"]}
+    probs = {"name": "probabilities", "datatype": "FP32", "shape": [1, 3],
+             "data": [0.9, 0.7, 0.8]}  # independent sigmoids: need not sum to 1
+    good = {"model_name": "chestxray14-onnx", "outputs": [probs, label]}
+    assert check_oip(good, model) is None
+    assert "every finding" in check_oip({**good, "outputs": [label]}, model)
+    assert "every finding" in check_oip(
+        {**good, "outputs": [{**probs, "data": [0.9, 1.7, 0.8]}, label]}, model)

@@ -21,7 +21,7 @@ from shared import binary_tensors
 from shared.imaging import PreprocessSpec
 
 CLASSES = ("No DR", "Mild", "Moderate", "Severe", "Proliferative DR")
-MODEL = ModelInfo("onnx", "dr", CLASSES, "multiclass", PreprocessSpec(32))
+MODEL = ModelInfo("onnx", "dr", CLASSES, spec=PreprocessSpec(32))
 
 
 @pytest.mark.parametrize("mode", ["oip-binary", "oip-bytes", "OIP-Binary"])
@@ -85,6 +85,7 @@ def _probabilities(response: requests.Response, classes: int) -> np.ndarray:
 @pytest.mark.parametrize(("service", "source"), [
     ("onnx_service", "dataset"), ("onnx_service", "captures"),
     ("bloodmnist_service", "captures"),  # cropped to the field of view first
+    ("chestxray14_service", "captures"),  # multilabel
 ])
 def test_a_real_service_answers_the_oip_uploads_as_predict(
     request: pytest.FixtureRequest, payload_dir: Path, tmp_path: Path, service: str,
@@ -103,12 +104,15 @@ def test_a_real_service_answers_the_oip_uploads_as_predict(
     assert model.spec is not None and model.spec.size == 32
     if service == "bloodmnist_service":
         assert not model.raw_capture.whole_image
+    assert (model.task == "multilabel") == (service == "chestxray14_service")
     pool = load_pool(PayloadSettings(source=payload_dir, split="all", count=2))
     for payload in pool.payloads:
         assert payload.input_kind == ("raw" if source == "captures" else "dataset")
         predict = payload.request("multipart", model)
         expected = requests.post(url + predict.path, data=predict.body,
                                  headers=predict.headers, timeout=30).json()["probabilities"]
+        if isinstance(expected, dict):  # multiclass: by class name; multilabel: a list
+            expected = [expected[name] for name in model.class_names]
         for mode in ("oip-binary", "oip-bytes"):
             sent = payload.request(mode, model)
             response = requests.post(url + sent.path, data=sent.body, headers=sent.headers,
@@ -117,7 +121,7 @@ def test_a_real_service_answers_the_oip_uploads_as_predict(
             header = response.headers.get(binary_tensors.HEADER)
             assert check_oip_binary(response.content, header, model) is None
             np.testing.assert_allclose(_probabilities(response, len(model.class_names)),
-                                       list(expected.values()), atol=1e-5)
+                                       expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------------- the answer check
@@ -140,7 +144,7 @@ def answer(probabilities: Any = (0.1, 0.2, 0.3, 0.2, 0.2), label: bytes = b"Mode
 
 def test_check_accepts_a_good_answer() -> None:
     assert check_oip_binary(*answer(), MODEL) is None
-    multilabel = ModelInfo("onnx", "dr", CLASSES, "multilabel")
+    multilabel = ModelInfo("onnx", "dr", CLASSES, "multilabel", (0.5,) * len(CLASSES))
     assert check_oip_binary(*answer((0.9, 0.8, 0.0, 1.0, 0.5)), multilabel) is None
 
 

@@ -264,14 +264,16 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def serve(tmp_path_factory: pytest.TempPathFactory, model_dirs: Callable[[str], Path]
           ) -> Iterator[Callable[..., Server]]:
-    """``serve(runtime, **VERSUS_env)``: a started, ready server; every server is stopped
+    """``serve(runtime, model_dir=None, **VERSUS_env)``: a started, ready server (of the
+    session's DR model unless ``model_dir`` names another); every server is stopped
     (SIGTERM, then SIGKILL) and waited for at the end of the session at the latest."""
     workdir = tmp_path_factory.mktemp("servers")
     servers: list[Server] = []
 
-    def start(runtime: str, *, wait: bool = True, **env: object) -> Server:
+    def start(runtime: str, *, wait: bool = True, model_dir: Path | None = None,
+              **env: object) -> Server:
         env = {"WORKERS": 1, "THREADS": 32, "INTRA_OP_THREADS": 1, **env}
-        servers.append(Server(runtime, model_dirs(runtime), workdir, **env))
+        servers.append(Server(runtime, model_dir or model_dirs(runtime), workdir, **env))
         return servers[-1].wait_ready() if wait else servers[-1]
 
     yield start

@@ -55,8 +55,9 @@ def test_predict_json_multipart(atol, runtime, client, predictor, make_image, ex
     response = client.post("/predict", data={"image": (io.BytesIO(data), "eye.png")})
     body = response.get_json()
     assert response.status_code == 200, body
-    assert list(body) == ["label", "class_index", "probabilities", "model", "timings_ms",
+    assert list(body) == ["label", "class_index", "probabilities", "task", "model", "timings_ms",
                           "input"]
+    assert body["task"] == "multiclass"
     assert body["input"] == {"kind": "raw", "centre_crop": 1.0, "field_of_view": "the whole image"}
     assert list(body["probabilities"]) == CLASSES
     probs = np.array(list(body["probabilities"].values()))

@@ -1,5 +1,6 @@
 """The upload form in a real headless Chromium against a real service: label-driven upload,
-the result page (thumbnail, every class with its bar, latency), a phone-sized viewport with
+the result page (thumbnail, every class with its bar, latency), a multilabel model's result
+page (every finding with its bar, those above threshold marked), a phone-sized viewport with
 no sideways scrolling, no CSP violations, the HTML error page, and the raw-capture /
 dataset-image choice on a BloodMNIST model's form.
 
@@ -156,4 +157,48 @@ def test_form_field_of_view_choice(capture_server, browser, tmp_path) -> None:
                                                                      "dl.facts").text
     assert browser.find_element(By.CSS_SELECTOR, "h1 .label").text == label
     assert cropped == raw
+
+
+CHEST_THRESHOLDS = [0.0, 1.0] * 7
+"""0 and 1 alternating: the present findings are known whatever the untrained model says."""
+
+
+@pytest.fixture(scope="module")
+def chest_server(serve, tmp_path_factory):
+    from shared.datasets import get_dataset_spec
+    from training.fixtures import write_artifacts
+
+    root = tmp_path_factory.mktemp("chest")
+    dirs = write_artifacts(root, dataset="chestxray14", stage_sizes=(1, 1, 1, 1), image_size=32,
+                           runtimes=["onnx"], thresholds=CHEST_THRESHOLDS)
+    server = serve("onnx", model_dir=dirs["onnx"])
+    yield server, list(get_dataset_spec("chestxray14").class_names)
+    server.stop()
+
+
+def test_multilabel_result_page(chest_server, browser, make_image, tmp_path) -> None:
+    server, findings = chest_server
+    present = [n for n, t in zip(findings, CHEST_THRESHOLDS, strict=True) if t == 0.0]
+    path = tmp_path / "chest.png"
+    path.write_bytes(make_image(41, size=(256, 256)))
+    browser.get(server.url("/"))
+    browser.find_element(By.ID, "image").send_keys(str(path))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "meter")))
+
+    heading = browser.find_element(By.CSS_SELECTOR, "h1 .label").text
+    assert sorted(heading.split(", ")) == sorted(present)
+    assert browser.title.startswith(heading)
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.findings tbody tr")
+    assert len(rows) == len(findings)
+    marked = [r.find_element(By.TAG_NAME, "th").text.removesuffix(" present")
+              for r in rows if "present" in (r.get_attribute("class") or "")]
+    assert marked == present  # class order, each with its visible "present" badge
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.present .badge")) == len(present)
+    meters = browser.find_elements(By.CSS_SELECTOR, "table.findings meter")
+    assert len(meters) == len(findings)
+    values = [float(m.get_attribute("value")) for m in meters]
+    assert all(0 <= v <= 1 for v in values) and abs(sum(values) - 1) > 1e-3  # sigmoids
+    assert all("threshold" in m.get_attribute("aria-label") for m in meters)
+    assert no_sideways_scroll(browser)
     assert severe_console_messages(browser) == []

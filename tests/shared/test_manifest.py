@@ -155,6 +155,52 @@ def test_multilabel_with_one_label_is_valid(model_dir: Path) -> None:
     assert Manifest.from_dict(m.to_dict()) == m
 
 
+def _multilabel(model_dir: Path, **changes) -> dict:
+    fields = _fields() | {"task": "multilabel", "class_names": ["effusion", "mass", "nodule"],
+                          "architecture": {"name": "resnet50"}, "test_metrics": {}}
+    return Manifest.for_model_file(model_dir, "model.pt", **fields).to_dict() | changes
+
+
+def test_multilabel_thresholds_round_trip(model_dir: Path) -> None:
+    data = _multilabel(model_dir, thresholds=[0.25, 1, 0.0])
+    _write_raw(model_dir, data)
+    m = mf.read_manifest(model_dir)
+    assert m.thresholds == [0.25, 1.0, 0.0] and m.decision_thresholds == [0.25, 1.0, 0.0]
+    del data["thresholds"]  # a manifest written before the field existed
+    _write_raw(model_dir, data)
+    assert mf.read_manifest(model_dir).decision_thresholds == [0.5, 0.5, 0.5]
+
+
+BAD_THRESHOLDS = [
+    ([0.5, 0.5], "thresholds", "one per class (3)"),
+    ([0.5, 1.5, 0.5], "thresholds[1]", "in [0, 1]"),
+    ([0.5, -0.1, 0.5], "thresholds[1]", "in [0, 1]"),
+    ([0.5, "high", 0.5], "thresholds[1]", "finite number"),
+    ([0.5, None, 0.5], "thresholds[1]", "finite number"),
+    ([0.5, True, 0.5], "thresholds[1]", "finite number"),
+    ({"effusion": 0.5}, "thresholds", "expected a list"),
+    (0.5, "thresholds", "expected a list"),
+]
+
+
+@pytest.mark.parametrize(("value", "field", "fragment"), BAD_THRESHOLDS)
+def test_malformed_thresholds_name_file_and_field(model_dir: Path, value, field: str,
+                                                  fragment: str) -> None:
+    _write_raw(model_dir, _multilabel(model_dir, thresholds=value))
+    with pytest.raises(ManifestError) as info:
+        mf.read_manifest(model_dir)
+    assert info.value.field == field and fragment in str(info.value)
+    assert info.value.path == model_dir / "manifest.json"
+
+
+def test_multiclass_manifest_refuses_thresholds(model_dir: Path, manifest: Manifest) -> None:
+    data = manifest.to_dict() | {"thresholds": [0.5] * manifest.num_classes}
+    _write_raw(model_dir, data)
+    with pytest.raises(ManifestError, match="only a multilabel model") as info:
+        mf.read_manifest(model_dir)
+    assert info.value.field == "thresholds"
+
+
 # --------------------------------------------------------------------------- read errors
 
 

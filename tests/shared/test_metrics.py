@@ -242,6 +242,60 @@ def test_evaluate_multilabel(seed: int) -> None:
     assert [row["support"] for row in out["per_class"]] == y.sum(axis=0).tolist()
 
 
+def _multilabel_case(seed: int, n: int = 120, ties: bool = False):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 4)) < [0.5, 0.2, 0.05, 0.7]).astype(int)
+    probs = np.clip(rng.random((n, 4)) * 0.7 + 0.35 * y, 0, 1)
+    return y, (np.round(probs, 1) if ties else probs)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("ties", [False, True])
+def test_chosen_thresholds_maximise_sklearn_f1(seed: int, ties: bool) -> None:
+    """No threshold does better than the chosen one by scikit-learn's own F1."""
+    y, probs = _multilabel_case(seed, ties=ties)
+    chosen = m.choose_thresholds(y, probs)
+    assert chosen.shape == (4,) and np.all((chosen >= 0) & (chosen <= 1))
+    for c in range(4):
+        f1 = _sk(skm.f1_score, y[:, c], probs[:, c] >= chosen[c], zero_division=0)
+        candidates = np.unique(probs[:, c])
+        best = max(_sk(skm.f1_score, y[:, c], probs[:, c] >= v, zero_division=0)
+                   for v in candidates)
+        assert f1 == pytest.approx(best, abs=ABS)
+
+
+def test_threshold_of_a_label_without_positives_is_the_default() -> None:
+    assert m.best_f1_threshold([0, 0, 0], [0.1, 0.9, 0.4]) == m.MULTILABEL_THRESHOLD
+    assert m.best_f1_threshold([0, 1, 1], [0.2, 0.6, 0.8]) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_evaluate_multilabel_at_chosen_thresholds_matches_sklearn(seed: int) -> None:
+    """Per-finding precision/recall/F1/AUC, exact match and Hamming accuracy at per-label
+    thresholds, each against scikit-learn."""
+    y_val, p_val = _multilabel_case(seed)
+    y, probs = _multilabel_case(seed + 100)
+    names = ["a", "b", "c", "d"]
+    cut = m.choose_thresholds(y_val, p_val)
+    out = m.evaluate("multilabel", y, probs, names, cut)
+    json.loads(json.dumps(out, allow_nan=False))
+    pred = (probs >= cut).astype(int)
+    precision, recall, f1, support = _sk(skm.precision_recall_fscore_support, y, pred,
+                                         average=None, zero_division=0)
+    aucs = [skm.roc_auc_score(y[:, c], probs[:, c]) for c in range(4)]
+    for i, row in enumerate(out["per_class"]):
+        assert row["name"] == names[i] and row["threshold"] == pytest.approx(cut[i])
+        assert (row["precision"], row["recall"], row["f1"], row["auc"]) == pytest.approx(
+            (precision[i], recall[i], f1[i], aucs[i]), abs=ABS)
+        assert row["support"] == support[i]
+    assert out["thresholds"] == dict(zip(names, cut.tolist(), strict=True))
+    assert out["macro_auc"] == pytest.approx(skm.roc_auc_score(y, probs), abs=ABS)
+    assert out["subset_accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=ABS)
+    assert out["hamming_accuracy"] == pytest.approx(1 - skm.hamming_loss(y, pred), abs=ABS)
+    assert out["macro_f1"] == pytest.approx(
+        _sk(skm.f1_score, y, pred, average="macro", zero_division=0), abs=ABS)
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -267,6 +321,11 @@ def test_evaluate_multilabel(seed: int) -> None:
         (lambda: m.evaluate("regression", [0], np.ones((1, 2)), ["a", "b"]), "unknown task"),
         (lambda: m.evaluate("multiclass", [0], np.ones((1, 2)), ["a"]), "class_names"),
         (lambda: m.evaluate("multilabel", [[0, 1]], np.ones((1, 2)), ["a"]), "class_names"),
+        (lambda: m.evaluate("multilabel", [[0, 1]], np.ones((1, 2)), ["a", "b"], [0.5]),
+         "thresholds"),
+        (lambda: m.evaluate("multilabel", [[0, 1]], np.ones((1, 2)), ["a", "b"], [0.5, 1.5]),
+         r"\[0, 1\]"),
+        (lambda: m.choose_thresholds([[0, 1]], np.ones((1, 3))), "columns"),
     ],
 )
 def test_bad_input_raises_value_error(call, message: str) -> None:

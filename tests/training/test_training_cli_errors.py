@@ -93,6 +93,12 @@ def test_training_cli_bad_version(capsys, data, tmp_path):
     assert_one_line_error(code, err, "--version 'v1'")
 
 
+def test_training_cli_pos_weight_is_for_multilabel_datasets(capsys, data, tmp_path):
+    code, err = run(capsys, *base(data, tmp_path, "--pos-weight", "balanced"))
+    assert_one_line_error(code, err, "--pos-weight balanced: only for multilabel")
+    assert not (tmp_path / "bloodmnist").exists()
+
+
 def test_training_cli_unknown_init(capsys, data, tmp_path):
     code, err = run(capsys, *base(data, tmp_path, "--init", "xavier"))
     assert_one_line_error(code, err, "--init 'xavier'")

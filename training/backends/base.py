@@ -57,8 +57,17 @@ class ModelConfig:
     threads: int | None = None
     seed: int = 0
     """Only used by `build(None)` (framework-native init, e.g. before `load`)."""
+    pos_weight: tuple[float, ...] | None = None
+    """multilabel: weight of each class's positive term in BCE (torch's
+    `BCEWithLogitsLoss(pos_weight=...)`); None weighs positives and negatives alike."""
 
     def __post_init__(self) -> None:
+        if self.pos_weight is not None and (
+                self.task != "multilabel" or len(self.pos_weight) != self.num_classes
+                or min(self.pos_weight) <= 0):
+            raise ValueError(f"pos_weight: one positive weight per class of a multilabel "
+                             f"model, got {self.pos_weight} for a {self.task} model with "
+                             f"{self.num_classes} classes")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.task not in TASKS:
@@ -75,7 +84,8 @@ class Backend(ABC):
     Arrays in and out are numpy: images float32 NHWC, labels int64 (N,) class indices or
     float32 (N, C) 0/1 targets for multilabel, per-example weights float32 (N,).
     The loss minimised is sum(w * l) / sum(w), l = cross-entropy (multiclass) or the class-mean
-    of BCE-with-logits (multilabel), computed in float32 also under bf16.
+    of BCE-with-logits (multilabel; each class's positive term times `ModelConfig.pos_weight`
+    when given), computed in float32 also under bf16.
     """
 
     name: ClassVar[str]

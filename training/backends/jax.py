@@ -36,6 +36,16 @@ from .base import ADAM_BETAS, ADAM_EPSILON, Backend, StateDict
 Variables = dict[str, Any]
 
 
+def weighted_bce(logits: jax.Array, targets: jax.Array,
+                 pos_weight: tuple[float, ...] | None) -> jax.Array:
+    """Element-wise BCE-with-logits, positives weighted by `pos_weight` (torch's formula:
+    (1 - y) x + (1 + (p - 1) y) softplus(-x)); optax's own when there is no weight."""
+    if pos_weight is None:
+        return optax.sigmoid_binary_cross_entropy(logits, targets)
+    p = jnp.asarray(pos_weight, jnp.float32)
+    return (1 - targets) * logits + (1 + (p - 1) * targets) * jax.nn.softplus(-logits)
+
+
 class JaxBackend(Backend):
     name = "jax"
     file_name = "params.msgpack"
@@ -83,7 +93,7 @@ class JaxBackend(Backend):
             if self.config.task == "multiclass":
                 per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             else:
-                per_example = optax.sigmoid_binary_cross_entropy(logits, y).mean(axis=1)
+                per_example = weighted_bce(logits, y, self.config.pos_weight).mean(axis=1)
             return jnp.sum(per_example * w) / jnp.sum(w), (logits, new_stats)
 
         (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)

@@ -79,7 +79,12 @@ class TensorFlowBackend(Backend):
     def _per_example_loss(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         if self.config.task == "multiclass":
             return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits), axis=1)
+        if self.config.pos_weight is None:
+            bce = tf.nn.sigmoid_cross_entropy_with_logits(labels, logits)
+        else:
+            bce = tf.nn.weighted_cross_entropy_with_logits(
+                labels, logits, tf.constant(self.config.pos_weight, tf.float32))
+        return tf.reduce_mean(bce, axis=1)
 
     def _train_graph(self, x: tf.Tensor, y: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, ...]:
         variables = self.model.trainable_variables

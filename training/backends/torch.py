@@ -65,8 +65,10 @@ class TorchBackend(Backend):
         if self.config.task == "multiclass":
             per_example = F.cross_entropy(logits, labels, reduction="none")
         else:
+            pos_weight = (None if self.config.pos_weight is None else
+                          self._tensor(np.asarray(self.config.pos_weight, np.float32)))
             per_example = F.binary_cross_entropy_with_logits(
-                logits, labels, reduction="none").mean(dim=1)
+                logits, labels, reduction="none", pos_weight=pos_weight).mean(dim=1)
         loss = (per_example * weights).sum() / weights.sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

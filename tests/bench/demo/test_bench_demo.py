@@ -6,6 +6,7 @@ a stub that writes the file a phase would write.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -117,6 +118,47 @@ def test_next_version_follows_existing_models(tmp_path: Path) -> None:
     assert demo.next_model_version(tmp_path) == "1"
     (tmp_path / "bloodmnist" / "onnx" / "4").mkdir(parents=True)
     assert demo.next_model_version(tmp_path) == "5"
+
+
+def test_any_demo_dataset_flows_through_every_phase(tmp_path: Path) -> None:
+    """--dataset chestxray14: the generator, the trainer and the bench all get it, and the
+    data is a directory in the dataset's real layout."""
+    profile = dataclasses.replace(DEMO_PROFILES["demo"], dataset="chestxray14")
+    layout = Layout(tmp_path / "d", tmp_path / "m", tmp_path / "r")
+    target = layout.dataset_file(profile)
+    assert target == tmp_path / "d" / "chestxray14_64"
+    synth = demo.synth_command(profile, target)
+    assert synth[3:5] == ["synth", "chestxray14"] and flag(synth, "--out") == str(target)
+    assert flag(training_command(profile, layout, "2"), "--dataset") == "chestxray14"
+    assert flag(training_command(profile, layout, "2"), "--data") == str(target)
+    bench = bench_command(profile, layout, "2", "x")
+    assert flag(bench, "--dataset") == "chestxray14" and flag(bench, "--payload-dir") == str(target)
+    (tmp_path / "m" / "chestxray14" / "torch" / "2").mkdir(parents=True)
+    assert demo.next_model_version(tmp_path / "m", "chestxray14") == "3"
+    assert demo.next_model_version(tmp_path / "m") == "1"  # bloodmnist has none yet
+
+
+def test_a_generated_directory_is_stamped_reused_and_regenerated_when_changed(
+        tmp_path: Path) -> None:
+    target = tmp_path / "chestxray14_64"
+    (target / "images_001" / "images").mkdir(parents=True)
+    (target / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels\n")
+    (target / "images_001" / "images" / "a.png").write_bytes(b"png")
+    params = {"generator": "shared.datasets synth chestxray14", "n": 1}
+    assert data_status(target, params) == "foreign"
+    write_stamp(target, params)
+    assert data_status(target, params) == "current"
+    (target / "images_001" / "images" / "a.png").write_bytes(b"PNG")  # same size, new bytes
+    assert data_status(target, params) == "stale"
+
+
+def test_demo_cli_takes_a_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        demo.main(["--help"])
+    assert "--dataset {bloodmnist,chestxray14,dr}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        demo.main(["--dataset", "imagenet"])
+    assert exc.value.code == 2 and "invalid choice: 'imagenet'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- data phase

@@ -164,6 +164,29 @@ def test_training_and_parity_tables(recorded_results: dict[str, Any]) -> None:
     assert "onnx exported from torch" in parity.note and "matches" in parity.note
 
 
+def test_multilabel_training_shows_exact_match_mean_auc_and_per_finding_auc(
+        recorded_results: dict[str, Any], tmp_path: Path) -> None:
+    results = copy.deepcopy(recorded_results)
+    rows = [{"framework": name, "accuracy": 0.4, "macro_f1": 0.3, "score": mean,
+             "auc_per_class": {"Effusion": mean + 0.05, "Hernia": None, "Mass": mean - 0.05}}
+            for name, mean in (("torch", 0.71), ("jax", 0.69), ("sklearn-rf", 0.6))]
+    results["training"] = {"source": "manifests", "score_metric": "macro_auc",
+                           "accuracy_metric": "subset_accuracy", "accuracy_spread": 0.0,
+                           "score_spread": 0.02, "rows": rows}
+    tables = all_tables(results)
+    assert tables["training"].headers[1:4] == ["exact match", "macro-F1", "macro_auc"]
+    assert "macro_auc spread: 0.0200" in tables["training"].note
+    findings = tables["training_findings"]
+    assert findings.headers == ["finding", "torch", "jax", "sklearn-rf"]
+    assert findings.rows == [["Effusion", "0.7600", "0.7400", "0.6500"],
+                             ["Hernia", "—", "—", "—"],
+                             ["Mass", "0.6600", "0.6400", "0.5500"],
+                             ["mean AUC", "0.7100", "0.6900", "0.6000"]]
+    assert "training_findings" not in all_tables(recorded_results)  # multiclass: no such table
+    markdown = write_report(results, tmp_path)[0].read_text()
+    assert "### Per-finding test ROC AUC" in markdown and "| Effusion | 0.7600 |" in markdown
+
+
 def test_environment_names_cpu_threads_versions_and_commit(
         recorded_results: dict[str, Any]) -> None:
     env = {row[0]: row[1] for row in all_tables(recorded_results)["environment"].rows}
