@@ -167,7 +167,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     d.add_argument("--payload-size", type=int, help="px for the small profile (default: 224)")
     d.add_argument("--payload-count", type=int, help="images in the pool (default: 16; "
                    "demo profile: 8)")
-    d.add_argument("--upload", choices=UPLOADS, help="request body (default: multipart)")
+    d.add_argument("--upload", choices=UPLOADS,
+                   help="how images are sent: POST /predict multipart (default) or raw; OIP "
+                        "binary framing: oip-binary (client-preprocessed FP32 tensors) or "
+                        "oip-bytes (the files as BYTES)")
     a = p.add_argument_group("accuracy gate and verdicts")
     a.add_argument("--no-accuracy-gate", action="store_true",
                    help="skip sending the test split through every service (default: run "

@@ -314,8 +314,9 @@ class Run:
         cfg = self.cfg
         setup = locust_setup(cfg)
         for service in self.alive():
-            counts = openloop.warm_up(service.url, payloads.requests, cfg.service_warmup_s,
-                                      cfg.warmup_users, payloads.predict_path)
+            sent = payloads.for_service(service.framework, service.manifest)
+            counts = openloop.warm_up(service.url, sent.payloads, cfg.service_warmup_s,
+                                      cfg.warmup_users, sent.path)
             self.records[service.framework]["warmup"] = counts
         for repeat in range(cfg.repeats):
             for service in self.alive():
@@ -348,8 +349,9 @@ class Run:
         for service in self.alive():
             self.log(f"{service.framework}: open loop at {rate:.2f} req/s (Poisson)")
             before = _try_scrape(service)
-            result = openloop.run_open_loop(service.url, payloads.requests, plan,
-                                            service.death, payloads.predict_path)
+            sent = payloads.for_service(service.framework, service.manifest)
+            result = openloop.run_open_loop(service.url, sent.payloads, plan, service.death,
+                                            sent.path)
             after = _try_scrape(service)
             result["server"] = (scrape.server_delta(before, after)
                                 if before is not None and after is not None else None)

@@ -18,7 +18,11 @@ from pathlib import Path
 from shared.runtimes import get_runtime
 
 PAYLOAD_PROFILES = ("camera", "small")
-UPLOADS = ("multipart", "raw")
+UPLOADS = ("multipart", "raw", "oip-binary", "oip-bytes")
+"""How each image is sent: ``POST /predict`` as a form upload or as the raw file, or
+``POST /v2/models/<dataset>/infer`` in the binary tensor data extension (tritonclient's
+default framing) as a preprocessed FP32 tensor or as the encoded file in a BYTES element."""
+OIP_UPLOADS = ("oip-binary", "oip-bytes")
 SHAPES = ("", "step")
 
 
@@ -80,7 +84,10 @@ class PayloadSettings:
     """At most this many images (a seeded sample) are held in memory per Locust process."""
     seed: int = 0
     upload: str = "multipart"
-    """multipart: form field ``image`` (a browser, ``curl -F``); raw: the body is the image."""
+    """multipart: form field ``image`` (a browser, ``curl -F``); raw: the body is the image
+    (both ``POST /predict``); oip-binary: the image preprocessed by the client into the
+    model's FP32 NHWC input tensor; oip-bytes: the image file as a BYTES element (both OIP
+    ``/v2/models/<dataset>/infer``, binary framing, binary outputs)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PayloadSettings:

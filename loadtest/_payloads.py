@@ -16,8 +16,12 @@ uploading full-size fundus JPEGs: the service pays for decoding megapixels); ``s
 re-encodes each image once at start to ``VERSUS_PAYLOAD_SIZE`` px with the services' own
 square crop (``shared.imaging.to_square_uint8``): a client that resizes before uploading.
 
-Request bodies (multipart form, raw image, OIP JSON) are built once per image and cached, so
-the load generator spends its CPU on sending, not on encoding.
+Request bodies (multipart form, raw image, OIP JSON, OIP binary) are built once per image and
+cached, so the load generator spends its CPU on sending, not on encoding. The ``oip-binary``
+upload sends the model's input tensor: each image is preprocessed once, when the first
+request for it is built (the model's size, mean, std and raw-capture field of view come from
+its manifest, ``GET /model``), with the services' own functions (``shared.imaging``), so the
+tensor is exactly what the service would have computed from the file.
 
 Images drawn from a dataset (a DR directory, a MedMNIST ``.npz``) are dataset images, and
 are sent as such (``input=dataset`` on ``/predict``, ``"parameters": {"input": "dataset"}``
@@ -42,10 +46,11 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from _checks import ModelInfo
 from _config import ConfigError, PayloadSettings
 from PIL import Image
 
-from shared import imaging
+from shared import binary_tensors, imaging
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,40 @@ READ_LIMITS = imaging.ImageLimits(max_bytes=512 * 2**20, max_pixels=500_000_000)
 BOUNDARY = "versus-loadtest-6b1f0c"  # fixed, so every request body is deterministic
 MULTIPART_CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 FORM_FIELD = "image"  # services.routes_web.FIELD
+OIP_INPUT = "input"  # services.oip.INPUT
+OIP_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One ready-to-send ``POST``: path (with its query), body and headers."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def oip_path(model: ModelInfo) -> str:
+    """The OIP inference route of ``model`` (the dataset name is every service's alias)."""
+    return f"/v2/models/{model.dataset}/infer"
+
+
+def oip_binary_body(tensor: bytes, datatype: str, shape: list[int], input_kind: str
+                    ) -> tuple[bytes, dict[str, str]]:
+    """An OIP request in the binary tensor data extension as ``tritonclient.http`` frames it
+    on its defaults: one input whose data follows the JSON header, every output asked for
+    in binary (``binary_data_output``); ``input=dataset`` in the request parameters for a
+    dataset image. Returns (body, headers)."""
+    parameters: dict[str, object] = {"binary_data_output": True}
+    if input_kind != "raw":
+        parameters["input"] = input_kind
+    header = json.dumps({
+        "inputs": [{"name": OIP_INPUT, "shape": shape, "datatype": datatype,
+                    "parameters": {binary_tensors.SIZE: len(tensor)}}],
+        "parameters": parameters,
+    }).encode()
+    return header + tensor, {"Content-Type": OIP_CONTENT_TYPE,
+                             binary_tensors.HEADER: str(len(header))}
 
 
 @dataclass
@@ -75,6 +114,8 @@ class Payload:
     height: int
     input_kind: str = "raw"
     """``raw`` (a capture: the services' default) or ``dataset`` (drawn from a dataset)."""
+    _requests: dict[tuple, Request] = dataclasses.field(default_factory=dict, repr=False,
+                                                        compare=False)
 
     @property
     def predict_path(self) -> str:
@@ -105,6 +146,44 @@ class Payload:
         if mode == "raw":
             return self.data, self.content_type
         return self.multipart, MULTIPART_CONTENT_TYPE
+
+    def request(self, mode: str, model: ModelInfo) -> Request:
+        """The request of upload ``mode`` (``_config.UPLOADS``) for ``model``'s service,
+        built on first use and cached (per model input, for ``oip-binary``)."""
+        key = (mode, model.dataset, model.spec, model.raw_capture)
+        if key not in self._requests:
+            self._requests[key] = self._build_request(mode, model)
+        return self._requests[key]
+
+    def _build_request(self, mode: str, model: ModelInfo) -> Request:
+        if mode == "oip-bytes":
+            body, headers = oip_binary_body(binary_tensors.encode_bytes_elements([self.data]),
+                                            "BYTES", [1], self.input_kind)
+            return Request(oip_path(model), body, headers)
+        if mode == "oip-binary":
+            tensor = self.tensor(model)[None]
+            body, headers = oip_binary_body(binary_tensors.encode_array(tensor, "FP32"),
+                                            "FP32", list(tensor.shape), self.input_kind)
+            return Request(oip_path(model), body, headers)
+        body, content_type = self.upload(mode)
+        return Request(self.predict_path, body,
+                       {"Content-Type": content_type, "Accept": "application/json"})
+
+    def tensor(self, model: ModelInfo) -> np.ndarray:
+        """The model input the service computes from this file: decode (JPEG draft-scaled
+        as the service does), the raw-capture crop for a raw capture, square, normalise."""
+        if model.spec is None:
+            raise ConfigError("the oip-binary upload needs the model's input size, mean and "
+                              "std, and the service's manifest has no 'input'")
+        size = model.spec.size
+        fov = model.raw_capture if self.input_kind == "raw" else imaging.WHOLE_IMAGE
+        try:
+            image = imaging.decode_image(self.data, target_size=fov.draft_size(size),
+                                         limits=READ_LIMITS)
+        except imaging.ImageError as exc:
+            raise ConfigError(f"VERSUS_PAYLOAD_DIR: {self.name}: {exc}") from exc
+        image = imaging.crop_field_of_view(image, fov)
+        return imaging.normalize(imaging.square_pixels(image, size), model.spec)
 
 
 @dataclass(frozen=True)

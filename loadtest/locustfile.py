@@ -12,11 +12,14 @@ One user class per row of the runtime table (``shared.runtimes``: ``TorchUser``,
 ``http://localhost:<the runtime's port>``). A variant's class runs only when ``--tags`` or a
 class name names it. Do not pass
 ``--host``: it overwrites every class's host. Each user is one closed-loop client uploading
-images from the payload pool (``_payloads.py``) with ``POST /predict``; a response counts as
-a success only if it is a 200 with a label among the model's class names, from the expected
-framework, and for a multilabel model with exactly the findings above the manifest's
-thresholds (``_checks.py``). Request names carry the framework ("onnx /predict"), so the stats
-rows and the ``--csv`` files separate the services.
+images from the payload pool (``_payloads.py``) with ``POST /predict`` (``VERSUS_UPLOAD``
+multipart or raw), or through ``POST /v2/models/<dataset>/infer`` in the binary tensor data
+extension (``oip-binary``: preprocessed FP32 tensors; ``oip-bytes``: the files as BYTES); a
+response counts as a success only if it is a 200 with a label among the model's class
+names, from the expected framework, and for a multilabel model with exactly the findings
+above the manifest's thresholds (binary answers: probabilities of the right shape, finite,
+in [0, 1]; ``_checks.py``). Request names carry the framework ("onnx /predict"), so the
+stats rows and the ``--csv`` files separate the services.
 
 Tags: every task has its framework's tag; ``predict`` tasks also ``predict``, the OIP tasks
 (``POST /v2/models/<dataset>/infer`` with a base64 BYTES input) ``oip``. OIP tasks run only
@@ -38,8 +41,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gevent
-from _checks import ModelInfo, check_oip, check_predict
-from _config import PayloadSettings, target_url, wait_seconds
+from _checks import ModelInfo, check_oip, check_oip_binary, check_predict
+from _config import OIP_UPLOADS, PayloadSettings, target_url, wait_seconds
 from _payloads import PayloadPool, load_pool
 from _slo import Row, Slo, violations
 from locust import FastHttpUser, constant, events, tag, task
@@ -47,6 +50,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from locust.user.task import TaskSet
 
+from shared.binary_tensors import HEADER
 from shared.runtimes import runtimes
 
 log = logging.getLogger("versus.loadtest")
@@ -98,24 +102,29 @@ class ServiceUser(FastHttpUser):
                     response.failure(http_error(response))
                 else:
                     try:
-                        self.model = ModelInfo.from_manifest(response.json(), self.framework)
-                    except ValueError as exc:
+                        model = ModelInfo.from_manifest(response.json(), self.framework)
+                        prepare_requests(model)
+                        self.model = model
+                    except ValueError as exc:  # also ConfigError: no input spec
                         response.failure(str(exc))
             if self.model is None:
                 time.sleep(MODEL_RETRY_S)  # cooperative: locust monkey-patches time
         return self.model
 
     def post_predict(self) -> None:
+        """One image in the run's upload mode: ``POST /predict`` (multipart, raw) or OIP in
+        binary framing (oip-binary, oip-bytes), each answer checked in its own format."""
         if (model := self.model_info()) is None:
             return
-        payload = next(self.payloads)
-        body, content_type = payload.upload(PAYLOADS.upload)
-        with self.client.post(payload.predict_path, data=body,
-                              name=f"{self.framework} /predict",
-                              headers={"Content-Type": content_type,
-                                       "Accept": "application/json"},
-                              catch_response=True) as response:
-            validate(response, check_predict, model)
+        request = next(self.payloads).request(PAYLOADS.upload, model)
+        oip = PAYLOADS.upload in OIP_UPLOADS
+        name = f"{self.framework} {request.path if oip else '/predict'}"
+        with self.client.post(request.path, data=request.body, name=name,
+                              headers=request.headers, catch_response=True) as response:
+            if oip:
+                validate_binary(response, model)
+            else:
+                validate(response, check_predict, model)
 
     def post_oip(self) -> None:
         if (model := self.model_info()) is None:
@@ -141,6 +150,25 @@ def validate(response: Any, check: Callable[[Any, ModelInfo], str | None],
         return
     if problem := check(body, model):
         response.failure(problem)
+
+
+def validate_binary(response: Any, model: ModelInfo) -> None:
+    """Mark ``response`` failed unless it is a 200 whose binary-framed body
+    :func:`check_oip_binary` accepts."""
+    if response.status_code != 200:
+        response.failure(http_error(response))
+    elif problem := check_oip_binary(response.content or b"",
+                                     response.headers.get(HEADER), model):
+        response.failure(problem)
+
+
+def prepare_requests(model: ModelInfo) -> None:
+    """Build every pool image's request for ``model`` once, in a native thread (for
+    oip-binary this preprocesses each image: tens of ms for a camera photo, which would
+    stall every user of the process if done in the gevent loop)."""
+    pool = payload_pool()
+    gevent.get_hub().threadpool.apply(
+        lambda: [p.request(PAYLOADS.upload, model) for p in pool.payloads])
 
 
 def service_user(framework: str) -> type[ServiceUser]:

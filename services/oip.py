@@ -25,7 +25,7 @@ and ``label`` BYTES ``[N]``; a request's ``outputs`` list may select among them.
 "not ready" is 503 + Retry-After, like KServe's model-not-ready error.
 
 Binary tensor data extension (``binary_tensor_data`` in ``GET /v2``, framing in
-:mod:`services.binary_tensors`): a request with ``Inference-Header-Content-Length`` is that
+:mod:`shared.binary_tensors`): a request with ``Inference-Header-Content-Length`` is that
 many bytes of JSON followed by the data of each input whose ``parameters`` hold
 ``binary_data_size``; an output is answered in binary when its ``parameters.binary_data``
 is true, or when the request's ``parameters.binary_data_output`` is and the output does not
@@ -55,13 +55,13 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from services import binary_tensors
 from services.admission import JSON_BYTES_PER_BODY_BYTE
-from services.binary_tensors import FramingError
 from services.body import read_body
 from services.engine import InferenceEngine, Prediction
 from services.errors import ApiError
 from services.input_kind import PARAMETER, RAW, parse_input_kind
+from shared import binary_tensors
+from shared.binary_tensors import FramingError
 from shared.runtimes import get_runtime
 
 bp = Blueprint("oip", __name__, url_prefix="/v2")

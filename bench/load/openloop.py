@@ -23,7 +23,7 @@ import http.client
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -69,29 +69,32 @@ class _Result:
     code: int
 
 
+Payload = tuple[bytes, Mapping[str, str]]
+"""(body, headers) of one request: a ``/predict`` upload or an OIP inference request."""
+
+
 class _Client:
-    """``POST /predict`` over the bench's keep-alive client, failures as status 0;
-    ``path``: ``/predict`` with its query (``?input=dataset`` for dataset images)."""
+    """``POST path`` over the bench's keep-alive client, failures as status 0; ``path``:
+    ``/predict`` with its query (``?input=dataset`` for dataset images), or the OIP route."""
 
     def __init__(self, url: str, path: str = PREDICT_PATH) -> None:
         self.client = KeepAliveClient(url, REQUEST_TIMEOUT_S)
         self.path = path
 
-    def post(self, body: bytes, content_type: str) -> int:
-        """POST /predict, return the status (0 when the connection failed)."""
+    def post(self, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST the request, return the status (0 when the connection failed)."""
         try:
-            status, _ = self.client.post(self.path, body, {
-                "Content-Type": content_type, "Accept": "application/json"})
+            status, _ = self.client.post(self.path, body, headers)
         except (OSError, http.client.HTTPException):
             return 0
         return status
 
 
-def run_open_loop(url: str, payloads: Sequence[tuple[bytes, str]], plan: OpenLoopPlan,
+def run_open_loop(url: str, payloads: Sequence[Payload], plan: OpenLoopPlan,
                   death: Callable[[], dict[str, Any] | None], path: str = PREDICT_PATH
                   ) -> dict[str, Any]:
-    """Send Poisson arrivals to ``url`` + ``path`` (``payloads``: (body, Content-Type)
-    pairs, as the locustfile uploads them); returns the JSON-able result (latencies from the
+    """Send Poisson arrivals to ``url`` + ``path`` (``payloads``: (body, headers) pairs,
+    as the locustfile sends them); returns the JSON-able result (latencies from the
     scheduled arrival time; failures never count as throughput)."""
     arrivals = poisson_arrivals(plan.rate_rps, plan.duration_s, plan.seed)
     client = _Client(url, path)
@@ -100,9 +103,9 @@ def run_open_loop(url: str, payloads: Sequence[tuple[bytes, str]], plan: OpenLoo
     outstanding = threading.Semaphore(0)
     pending = [0]
 
-    def send(scheduled: float, body: bytes, content_type: str) -> None:
+    def send(scheduled: float, body: bytes, headers: Mapping[str, str]) -> None:
         sent = time.perf_counter()
-        code = client.post(body, content_type)
+        code = client.post(body, headers)
         done = time.perf_counter()
         with lock:
             results.append(_Result(scheduled, sent, done, 200 <= code < 300, code))
@@ -182,7 +185,7 @@ def summarise(results: Sequence[_Result], plan: OpenLoopPlan, origin: float, iss
     }
 
 
-def warm_up(url: str, payloads: Sequence[tuple[bytes, str]], seconds: float, users: int,
+def warm_up(url: str, payloads: Sequence[Payload], seconds: float, users: int,
             path: str = PREDICT_PATH) -> dict[str, int]:
     """Closed-loop warm-up before a service is measured: ``users`` threads send back to back
     for ``seconds`` (caches, allocator, connection pools, JIT paths); nothing is recorded

@@ -11,6 +11,7 @@ import each other as top-level modules, the way Locust loads them, so ``loadtest
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,15 +42,37 @@ class PayloadOptions:
 
 
 @dataclass(frozen=True)
+class ServiceRequests:
+    """What one service is sent: ``path`` and the (body, headers) of each pool image."""
+
+    path: str
+    """``/predict`` (``?input=dataset`` for dataset images) or the OIP inference route."""
+    payloads: tuple[tuple[bytes, Mapping[str, str]], ...]
+
+
+@dataclass(frozen=True)
 class Payloads:
-    """The loaded pool: encoded images and the request bodies the locustfile sends."""
+    """The loaded pool: encoded images and the requests the locustfile sends."""
 
     images: tuple[bytes, ...]
-    requests: tuple[tuple[bytes, str], ...]
-    """(body, Content-Type) of ``POST /predict`` in the chosen upload mode."""
     description: str
-    predict_path: str = "/predict"
-    """Where they go: ``/predict?input=dataset`` when the pool holds dataset images."""
+    pool: Any
+    """The load test's ``PayloadPool`` (``loadtest/_payloads.py``)."""
+    upload: str = "multipart"
+
+    @property
+    def requests(self) -> tuple[tuple[bytes, str], ...]:
+        """(body, Content-Type) of ``POST /predict`` in the upload mode (multipart for the
+        OIP modes, which are not /predict uploads)."""
+        mode = "raw" if self.upload == "raw" else "multipart"
+        return tuple(p.upload(mode) for p in self.pool.payloads)
+
+    def for_service(self, framework: str, manifest: Mapping[str, Any]) -> ServiceRequests:
+        """Exactly the requests the locustfile's users send ``framework``'s service (whose
+        manifest, ``GET /model``, says its dataset and, for oip-binary, its model input)."""
+        model = _loadtest_module("_checks").ModelInfo.from_manifest(manifest, framework)
+        built = [p.request(self.upload, model) for p in self.pool.payloads]
+        return ServiceRequests(built[0].path, tuple((r.body, r.headers) for r in built))
 
 
 def _loadtest_module(name: str) -> Any:
@@ -73,9 +96,5 @@ def load_payloads(options: PayloadOptions) -> Payloads:
     pool_module = _loadtest_module("_payloads")
     settings = config.PayloadSettings.from_env(options.env())
     pool = pool_module.load_pool(settings)
-    return Payloads(
-        images=tuple(p.data for p in pool.payloads),
-        requests=tuple(p.upload(settings.upload) for p in pool.payloads),
-        description=pool.describe(),
-        predict_path=pool.payloads[0].predict_path,
-    )
+    return Payloads(images=tuple(p.data for p in pool.payloads), description=pool.describe(),
+                    pool=pool, upload=settings.upload)

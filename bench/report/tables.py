@@ -436,6 +436,8 @@ def environment_table(results: Mapping[str, Any]) -> Table:
         ("packages", ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items()
                                if v)),
         ("payloads", (results.get("payloads") or {}).get("description")),
+        ("upload", UPLOAD_WORDS.get(upload := (results.get("payloads") or {}).get(
+            "VERSUS_UPLOAD"), upload)),
     ]
     for name, record in services(results).items():
         serving = (record.get("readyz") or {}).get("serving") or {}
@@ -448,6 +450,17 @@ def environment_table(results: Mapping[str, Any]) -> Table:
     for key, value in rows:
         t.add([key, MISSING if value in (None, "") else value])
     return t
+
+
+UPLOAD_WORDS = {
+    "multipart": "multipart: POST /predict form uploads",
+    "raw": "raw: POST /predict, the body is the image file",
+    "oip-binary": "oip-binary: OIP /v2/models/<dataset>/infer, client-preprocessed FP32 "
+                  "tensors in binary framing",
+    "oip-bytes": "oip-bytes: OIP /v2/models/<dataset>/infer, the image files as BYTES in "
+                 "binary framing",
+}
+"""How the run's requests carried the images (``--upload``), in words for the report."""
 
 
 def all_tables(results: Mapping[str, Any]) -> dict[str, Table]:

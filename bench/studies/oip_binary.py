@@ -54,7 +54,7 @@ from bench.proctree import tree_cpu_seconds
 from bench.scrape import scrape, total_growth
 from bench.services import LocalServiceSettings, start_service
 from bench.studies import pooled_runtime
-from services.binary_tensors import HEADER
+from shared.binary_tensors import HEADER
 from shared.imaging import PreprocessSpec, preprocess
 from shared.manifest import read_manifest
 from shared.models import parse_stage_sizes

@@ -128,3 +128,25 @@ def test_a_service_killed_mid_run_is_reported_as_died(tiny_models: Path, tmp_pat
     _, html = write_report(results, report_dir)
     assert "The torch service DIED during the run" in html.read_text()
     assert "DIED" in summary_text(results)
+
+
+def test_oip_binary_upload_runs_end_to_end(tiny_models: Path, tmp_path: Path) -> None:
+    """``--upload oip-binary``: the closed-loop levels and the open loop send client-
+    preprocessed FP32 tensors through the binary OIP route, none fails, and the report
+    says which upload the run used."""
+    cfg = tiny_config(tiny_models, tmp_path, run_id="oip", frameworks=("onnx",), levels=(2,),
+                      repeats=1, inprocess=False, image_sizes=(), accuracy_gate=False)
+    cfg = cfg.replace(payload=cfg.payload.__class__(profile="small", size=32, count=4,
+                                                    upload="oip-binary"))
+    report_dir = run_bench(cfg, log=lambda _: None)
+    results = json.loads((report_dir / "results.json").read_text())
+    record = results["services"]["onnx"]
+    assert record["status"] == "ok", record.get("death")
+    assert record["warmup"]["failed"] == 0 and record["warmup"]["ok"] > 0
+    for run in record["runs"]:
+        assert run["measured"]["failed"] == 0 and run["measured"]["requests"] > 0
+    assert record["open_loop"]["status"] == "ok" and record["open_loop"]["failed"] == 0
+    assert record["open_loop"]["codes"].keys() == {"200"}
+    assert results["payloads"]["VERSUS_UPLOAD"] == "oip-binary"
+    environment = all_tables(results)["environment"].rows
+    assert any(row[0] == "upload" and "oip-binary: OIP" in row[1] for row in environment)

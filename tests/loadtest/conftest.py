@@ -101,10 +101,27 @@ def onnx_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real ``python -m services --framework onnx`` (gunicorn, one worker) serving a
     tiny seeded ResNet (stage sizes (1, 1, 1, 1), 32 px, the five DR grades) written with
     ``training.fixtures.write_artifacts``, the function the service tests use too."""
+    yield from _serve_tiny_onnx(tmp_path_factory, "dr")
+
+
+@pytest.fixture(scope="session")
+def bloodmnist_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """As :func:`onnx_service`, for BloodMNIST: a model whose raw captures are cropped to a
+    field of view before preprocessing."""
+    yield from _serve_tiny_onnx(tmp_path_factory, "bloodmnist")
+
+
+@pytest.fixture(scope="session")
+def chestxray14_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """As :func:`onnx_service`, for a multilabel model (ChestX-ray14's findings)."""
+    yield from _serve_tiny_onnx(tmp_path_factory, "chestxray14")
+
+
+def _serve_tiny_onnx(tmp_path_factory: pytest.TempPathFactory, dataset: str) -> Iterator[str]:
     from training.fixtures import write_artifacts
 
-    workdir = tmp_path_factory.mktemp("onnx-service")
-    model_dir = write_artifacts(workdir / "models", dataset="dr", stage_sizes=(1, 1, 1, 1),
+    workdir = tmp_path_factory.mktemp(f"onnx-service-{dataset}")
+    model_dir = write_artifacts(workdir / "models", dataset=dataset, stage_sizes=(1, 1, 1, 1),
                                 image_size=32, runtimes=["onnx"])["onnx"]
     port = free_port()
     log_path = workdir / "service.log"

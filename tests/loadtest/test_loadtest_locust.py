@@ -94,3 +94,37 @@ def test_step_shape_is_opt_in_and_ends_the_run(locust: Callable[..., LocustRun],
     assert {int(row["User Count"]) for row in history} >= {1, 2}
     assert int(run.stats()["torch /predict"]["Failure Count"]) == 0
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("upload", ["oip-binary", "oip-bytes"])
+def test_oip_uploads_drive_the_binary_oip_api(
+    locust: Callable[..., LocustRun], onnx_service: str, upload: str
+) -> None:
+    """The predict task in an OIP upload mode: binary-framed OIP requests, every answer
+    checked (shape, finite probabilities, label), no failure."""
+    env = {"VERSUS_ONNX_URL": onnx_service, "VERSUS_UPLOAD": upload}
+    run = locust(*RUN, "-t", "4s", "--tags", "onnx", env=env)
+    assert run.returncode == 0, run.output
+    stats = run.stats()
+    assert set(stats) == {"onnx /v2/models/dr/infer", "onnx /model", "Aggregated"}
+    assert int(stats["onnx /v2/models/dr/infer"]["Request Count"]) > 0
+    assert int(stats["Aggregated"]["Failure Count"]) == 0
+    assert run.csv_rows("failures") == []
+    assert f"uploaded as {upload}" in run.output
+
+
+@pytest.mark.parametrize(("upload", "name", "error"), [
+    # a JSON answer where binary outputs were asked for
+    ("oip-bytes", "torch /v2/models/dr/infer", "no Inference-Header-Content-Length header"),
+    # a manifest without the model input: no tensor can be built, nothing is sent
+    ("oip-binary", "torch /model", "input size, mean and std"),
+])
+def test_oip_uploads_fail_on_a_wrong_answer(locust: Callable[..., LocustRun],
+                                            stub_service: Callable[..., str], upload: str,
+                                            name: str, error: str) -> None:
+    env = {"VERSUS_TORCH_URL": stub_service("ok"), "VERSUS_UPLOAD": upload}
+    run = locust("TorchUser", *RUN, "-t", "2s", env=env)
+    assert run.returncode == 1, run.output
+    (failure,) = run.csv_rows("failures")
+    assert failure["Name"] == name and error in failure["Error"]

@@ -12,7 +12,7 @@ import pytest
 
 from bench.load.openloop import OpenLoopPlan, poisson_arrivals, run_open_loop, warm_up
 
-PAYLOADS = [(b"\xff\xd8fake-jpeg", "image/jpeg")]
+PAYLOADS = [(b"\xff\xd8fake-jpeg", {"Content-Type": "image/jpeg"})]
 
 
 class Stub(ThreadingHTTPServer):

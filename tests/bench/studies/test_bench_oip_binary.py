@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from bench.studies.oip_binary import KINDS, Request, build_requests, main, summarize
-from services.binary_tensors import HEADER, bytes_elements, fixed_size_array, split_body
+from shared.binary_tensors import HEADER, bytes_elements, fixed_size_array, split_body
 from shared.imaging import PreprocessSpec, preprocess
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,4 +1,4 @@
-"""The binary tensor data framing (``services.binary_tensors``) on its own: what
+"""The binary tensor data framing (``shared.binary_tensors``) on its own: what
 ``tritonclient`` writes parses, what the service writes ``tritonclient`` reads, and every
 inconsistent length is a :class:`FramingError` found before anything is allocated for it.
 The same cases through a real service are in ``test_services_hostile``."""
@@ -12,7 +12,7 @@ import pytest
 from tritonclient.http import InferResult
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
-from services.binary_tensors import (
+from shared.binary_tensors import (
     HEADER,
     FramingError,
     bytes_elements,

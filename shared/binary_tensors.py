@@ -77,14 +77,15 @@ def binary_size(tensor: dict, where: str) -> int | None:
     return size
 
 
-def input_chunks(inputs: Sequence[dict], binary: memoryview | None
+def input_chunks(inputs: Sequence[dict], binary: memoryview | None, *, kind: str = "input"
                  ) -> list[memoryview | None]:
     """Each input's binary data (a view of the body), ``None`` for an input sent as JSON
-    ``data``. The declared sizes must account for every byte after the JSON, exactly."""
+    ``data``. The declared sizes must account for every byte after the JSON, exactly.
+    ``kind="output"`` reads a response's outputs the same way (the load test's check)."""
     chunks: list[memoryview | None] = []
     offset = 0
     for index, tensor in enumerate(inputs):
-        where = f"input {tensor.get('name', index)!r}"
+        where = f"{kind} {tensor.get('name', index)!r}"
         size = binary_size(tensor, where)
         if size is None:
             chunks.append(None)
@@ -103,7 +104,7 @@ def input_chunks(inputs: Sequence[dict], binary: memoryview | None
         offset += size
     if binary is not None and offset != len(binary):
         raise FramingError(f"the body has {len(binary):,} bytes of binary data after the "
-                           f"JSON header but the inputs' {SIZE} add up to {offset:,}")
+                           f"JSON header but the {kind}s' {SIZE} add up to {offset:,}")
     return chunks
 
 
